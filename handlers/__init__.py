@@ -1,0 +1,1 @@
+"""The built-in operator handlers, written against swarmop's public API only."""

@@ -1,0 +1,6 @@
+"""swarmop: a Kopf-style operator for Docker Swarm."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

@@ -1,0 +1,5 @@
+import sys
+
+from swarmop.cli.main import main
+
+sys.exit(main())

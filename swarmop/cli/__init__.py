@@ -1,0 +1,1 @@
+"""The `swarmop` command line."""

@@ -1,0 +1,1 @@
+"""The reactor: watchers, queues, workers, retries."""

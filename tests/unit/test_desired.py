@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from swarmop.desired import NODE_FIELDS, SERVICE_FIELDS, Source, merge_desired
+from swarmop.desired import NODE_FIELDS, SERVICE_FIELDS, Source, merge_desired, reference
 from swarmop.desired.parsers import InvalidValue, parse_constraints, parse_hostname, parse_path
 
 
@@ -103,3 +105,10 @@ def test_every_field_has_a_label_and_key_name() -> None:
     assert spec.label == "swarmop.proxy.host"
     assert spec.key("swarmop", "web") == "swarmop/services/web/proxy.host"
     assert NODE_FIELDS["availability"].key("ops", "node-1") == "ops/nodes/node-1/availability"
+
+
+def test_reference_doc_is_generated_from_the_schema() -> None:
+    committed = Path(__file__).resolve().parents[2] / "docs" / "desired-state.md"
+    assert committed.read_text() == reference.render(), (
+        "docs/desired-state.md is stale: regenerate it with python -m swarmop.desired.reference"
+    )

@@ -91,6 +91,7 @@ def _context(vhosts: list[VirtualHost], listen_port: int) -> dict[str, Any]:
         locations.sort(key=lambda location: location["path"])
     return {
         "listen": listen_port,
+        "server_names_hash_max_size": _names_hash_size(len(servers)),
         "vhosts": vhosts,
         "upstreams": [
             {"name": vhost.upstream_name, "servers": list(vhost.upstream_servers)}
@@ -101,6 +102,15 @@ def _context(vhosts: list[VirtualHost], listen_port: int) -> dict[str, Any]:
             {"host": host, "locations": locations} for host, locations in sorted(servers.items())
         ],
     }
+
+
+def _names_hash_size(names: int) -> int:
+    """nginx's default (512) is too small for large fleets; it fails with
+    "could not build server_names_hash" instead of growing."""
+    size = 512
+    while size < 4 * names:
+        size *= 2
+    return size
 
 
 @lru_cache(maxsize=8)

@@ -69,8 +69,16 @@ def _walk(items: list[dict[str, Any]], context: Directive, found: list[Directive
 
 def expected_directives(vhosts: Iterable[VirtualHost], listen: int = 80) -> set[Directive]:
     """What the default template must produce for `vhosts`, written out by hand."""
-    expected: set[Directive] = set()
     hosts: dict[str, set[str]] = {}
+    vhosts = list(vhosts)
+    names = len({vhost.host for vhost in vhosts})
+    hash_size = 512
+    while hash_size < 4 * names:
+        hash_size *= 2
+    expected: set[Directive] = {
+        ("server_names_hash_bucket_size", "512"),
+        ("server_names_hash_max_size", str(hash_size)),
+    }
     for vhost in vhosts:
         hosts.setdefault(vhost.host, set()).add(vhost.path)
         server = ("server", vhost.host)
@@ -101,6 +109,8 @@ def directive_names(config: str) -> set[str]:
 
 
 ALLOWED_NAMES = {
+    "server_names_hash_bucket_size",
+    "server_names_hash_max_size",
     "upstream",
     "server",
     "listen",

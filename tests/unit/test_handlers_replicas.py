@@ -1,0 +1,209 @@
+"""Replica planning: drift, rollouts, global services, single-writer dbs, holds."""
+
+from __future__ import annotations
+
+import pytest
+from swarmop.handlers.decision import Level, Outcome, Status
+from swarmop.handlers.depends_plan import DependencyCheck
+from swarmop.handlers.replicas_plan import (
+    HELD_REPLICAS_LABEL,
+    ReplicaFacts,
+    ReplicaIntent,
+    plan_replicas,
+)
+
+WAITING = DependencyCheck(
+    ready=False,
+    status=Status.pending("held at 0 replicas until db has a running task"),
+    waiting_on=("db",),
+    dependencies=("db",),
+)
+READY_WITH_DB = DependencyCheck(ready=True, dependencies=("db",))
+BLOCKED = DependencyCheck(ready=False, status=Status.blocked("depends_on forms a cycle: a -> a"))
+
+
+def facts(spec: int | None = 2, running: int = 2, **kwargs: object) -> ReplicaFacts:
+    values: dict[str, object] = {
+        "name": "web",
+        "mode": "replicated",
+        "spec_replicas": spec,
+        "running_tasks": running,
+    }
+    values.update(kwargs)
+    return ReplicaFacts(**values)  # type: ignore[arg-type]
+
+
+def test_unmanaged_service_is_left_alone() -> None:
+    plan = plan_replicas(facts(spec=5, running=5), ReplicaIntent())
+    assert plan.replicas is None and not plan.writes
+    assert plan.status.outcome is Outcome.OK
+
+
+def test_converged_service_writes_nothing() -> None:
+    plan = plan_replicas(facts(spec=3, running=3), ReplicaIntent(desired=3))
+    assert not plan.writes
+    assert plan.status.outcome is Outcome.OK
+    assert plan.status.message == "3/3 replicas running"
+
+
+@pytest.mark.parametrize("spec", [0, 1, 5, 10])
+def test_drift_is_restored(spec: int) -> None:
+    plan = plan_replicas(facts(spec=spec, running=spec), ReplicaIntent(desired=3))
+    assert plan.replicas == 3
+    assert plan.status.outcome is Outcome.PENDING
+    assert any(line.level is Level.WARNING and "drift" in line.text for line in plan.log)
+
+
+def test_first_scale_to_desired() -> None:
+    plan = plan_replicas(facts(spec=1, running=1), ReplicaIntent(desired=4))
+    assert plan.replicas == 4
+
+
+@pytest.mark.parametrize("state", ["updating", "rollback_started", "paused", "rollback_paused"])
+def test_rollout_in_progress_is_not_drift(state: str) -> None:
+    plan = plan_replicas(facts(spec=5, running=3, update_state=state), ReplicaIntent(desired=3))
+    assert plan.replicas is None
+    assert plan.status.outcome is Outcome.PENDING
+    assert state in plan.status.message
+
+
+@pytest.mark.parametrize("state", ["completed", "rollback_completed", None])
+def test_finished_rollout_lets_drift_be_restored(state: str | None) -> None:
+    plan = plan_replicas(facts(spec=5, running=5, update_state=state), ReplicaIntent(desired=3))
+    assert plan.replicas == 3
+
+
+def test_rollout_with_matching_spec_is_just_converging() -> None:
+    plan = plan_replicas(
+        facts(spec=3, running=2, update_state="updating"), ReplicaIntent(desired=3)
+    )
+    assert plan.replicas is None
+    assert plan.status.outcome is Outcome.PENDING
+    assert "2/3" in plan.status.message
+
+
+def test_tasks_still_starting_are_not_drift() -> None:
+    plan = plan_replicas(facts(spec=4, running=1), ReplicaIntent(desired=4))
+    assert plan.replicas is None
+    assert plan.status.outcome is Outcome.PENDING
+    assert "converging: 1/4" in plan.status.message
+
+
+@pytest.mark.parametrize("mode", ["global", "replicated-job", "global-job"])
+def test_non_replicated_service_with_replicas_is_an_error_without_write(mode: str) -> None:
+    plan = plan_replicas(facts(spec=None, mode=mode), ReplicaIntent(desired=3))
+    assert not plan.writes
+    assert plan.status.outcome is Outcome.ERROR
+    assert mode in plan.status.message
+
+
+def test_global_service_without_replicas_is_fine() -> None:
+    plan = plan_replicas(facts(spec=None, mode="global"), ReplicaIntent())
+    assert plan.status.outcome is Outcome.OK
+
+
+def test_invalid_desired_value_blocks_without_write() -> None:
+    plan = plan_replicas(
+        facts(spec=2), ReplicaIntent(desired_error="label replicas='x': not a number")
+    )
+    assert not plan.writes
+    assert plan.status.outcome is Outcome.BLOCKED
+    assert "replicas='x'" in plan.status.message
+
+
+@pytest.mark.parametrize("desired", [2, 3, 10])
+def test_single_writer_db_refuses_more_than_one(desired: int) -> None:
+    plan = plan_replicas(
+        facts(spec=1, running=1), ReplicaIntent(desired=desired, single_writer_db=True)
+    )
+    assert not plan.writes
+    assert plan.status.outcome is Outcome.ERROR
+    assert "at most 1" in plan.status.message
+
+
+def test_single_writer_db_scaled_by_hand_is_reported_not_rewritten() -> None:
+    plan = plan_replicas(facts(spec=3, running=3), ReplicaIntent(desired=1, single_writer_db=True))
+    assert not plan.writes
+    assert plan.status.outcome is Outcome.ERROR
+    assert "scaled to 3" in plan.status.message
+
+
+@pytest.mark.parametrize("desired", [0, 1])
+def test_single_writer_db_may_run_zero_or_one(desired: int) -> None:
+    plan = plan_replicas(
+        facts(spec=1, running=1), ReplicaIntent(desired=desired, single_writer_db=True)
+    )
+    assert plan.status.outcome is not Outcome.ERROR
+    assert plan.replicas == (None if desired == 1 else 0)
+
+
+def test_held_at_zero_while_dependency_missing() -> None:
+    plan = plan_replicas(facts(spec=2, running=2), ReplicaIntent(desired=2, dependencies=WAITING))
+    assert plan.replicas == 0
+    assert plan.status.outcome is Outcome.PENDING
+    assert "db" in plan.status.message
+    assert not plan.set_labels  # the desired count is known: nothing to remember
+    assert any("holding web at 0" in line.text for line in plan.log)
+
+
+def test_held_service_without_replicas_remembers_its_count() -> None:
+    plan = plan_replicas(facts(spec=2, running=0), ReplicaIntent(dependencies=WAITING))
+    assert plan.replicas == 0
+    assert plan.set_labels == {HELD_REPLICAS_LABEL: "2"}
+
+
+def test_already_held_writes_nothing() -> None:
+    plan = plan_replicas(
+        facts(spec=0, running=0, held_label="2"), ReplicaIntent(dependencies=WAITING)
+    )
+    assert not plan.writes
+    assert plan.status.outcome is Outcome.PENDING
+
+
+def test_released_to_desired_once_dependencies_run() -> None:
+    plan = plan_replicas(
+        facts(spec=0, running=0), ReplicaIntent(desired=2, dependencies=READY_WITH_DB)
+    )
+    assert plan.replicas == 2
+    assert any("dependencies of web run" in line.text for line in plan.log)
+    assert all(line.level is not Level.WARNING for line in plan.log)
+
+
+def test_released_to_remembered_count_and_label_dropped() -> None:
+    plan = plan_replicas(
+        facts(spec=0, running=0, held_label="3"), ReplicaIntent(dependencies=READY_WITH_DB)
+    )
+    assert plan.replicas == 3
+    assert plan.drop_labels == (HELD_REPLICAS_LABEL,)
+
+
+def test_desired_beats_remembered_count_on_release() -> None:
+    plan = plan_replicas(
+        facts(spec=0, running=0, held_label="3"),
+        ReplicaIntent(desired=5, dependencies=READY_WITH_DB),
+    )
+    assert plan.replicas == 5
+    assert plan.drop_labels == (HELD_REPLICAS_LABEL,)
+
+
+def test_hold_is_applied_even_during_a_rollout() -> None:
+    # Starting a service before its database is the race depends_on prevents.
+    plan = plan_replicas(
+        facts(spec=2, running=1, update_state="updating"),
+        ReplicaIntent(desired=2, dependencies=WAITING),
+    )
+    assert plan.replicas == 0
+
+
+def test_blocked_dependencies_leave_replicas_alone() -> None:
+    plan = plan_replicas(facts(spec=2, running=2), ReplicaIntent(desired=4, dependencies=BLOCKED))
+    assert not plan.writes
+    assert plan.status.outcome is Outcome.BLOCKED
+
+
+def test_garbage_held_label_is_ignored_on_release() -> None:
+    plan = plan_replicas(
+        facts(spec=0, running=0, held_label="lots"), ReplicaIntent(dependencies=READY_WITH_DB)
+    )
+    assert plan.replicas is None
+    assert plan.drop_labels == (HELD_REPLICAS_LABEL,)

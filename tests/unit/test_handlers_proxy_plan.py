@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from swarmop.handlers.decision import Outcome
-from swarmop.handlers.proxy_plan import ProxiedService, addresses_by_network, plan_proxy
+from swarmop.handlers.proxy_plan import addresses_by_network, proxy_statuses
 
 from swarmop.desired import merge_desired
+from swarmop.proxy.plan import ProxyServiceInput, plan_proxy
 
 
 def service(
@@ -13,8 +14,10 @@ def service(
     labels: dict[str, str],
     networks: tuple[str, ...] = ("front",),
     tasks: tuple[dict[str, list[str]], ...] = (),
-) -> ProxiedService:
-    return ProxiedService(name, merge_desired("service", labels, {}), networks, tasks)
+) -> ProxyServiceInput:
+    return ProxyServiceInput(
+        name, merge_desired("service", labels, {}), addresses_by_network(networks, tasks)
+    )
 
 
 def test_addresses_by_network_skips_ingress_and_keeps_empty_networks() -> None:
@@ -25,7 +28,11 @@ def test_addresses_by_network_skips_ingress_and_keeps_empty_networks() -> None:
     assert found == {"front": ["10.0.1.3", "10.0.1.5"], "back": []}
 
 
-def test_service_with_tasks_gets_a_vhost_and_ok_status() -> None:
+def test_addresses_from_tasks_on_unlisted_networks_still_count() -> None:
+    assert addresses_by_network([], [{"front": ["10.0.1.5"]}]) == {"front": ["10.0.1.5"]}
+
+
+def test_service_with_tasks_is_served_and_ok() -> None:
     plan = plan_proxy(
         [
             service(
@@ -35,51 +42,41 @@ def test_service_with_tasks_gets_a_vhost_and_ok_status() -> None:
             )
         ]
     )
-    assert [vhost.service for vhost in plan.vhosts] == ["web"]
-    assert plan.vhosts[0].upstream_servers == ("10.0.1.5:8080", "10.0.1.6:8080")
-    assert plan.statuses["web"].outcome is Outcome.OK
+    assert "10.0.1.5:8080" in plan.config and "10.0.1.6:8080" in plan.config
+    statuses = proxy_statuses(plan)
+    assert statuses["web"].outcome is Outcome.OK
+    assert "2 task(s) on front" in statuses["web"].message
 
 
-def test_unproxied_services_are_ignored() -> None:
-    plan = plan_proxy([service("db", {"swarmop.role": "db"})])
-    assert plan.vhosts == () and plan.statuses == {}
+def test_unproxied_services_get_no_status() -> None:
+    assert proxy_statuses(plan_proxy([service("db", {"swarmop.role": "db"})])) == {}
 
 
-def test_bad_service_is_excluded_and_others_kept() -> None:
+def test_bad_service_is_excluded_and_reported_others_kept() -> None:
     plan = plan_proxy(
         [
             service("web", {"swarmop.proxy.host": "test.local"}, tasks=({"front": ["10.0.1.5"]},)),
             service("evil", {"swarmop.proxy.host": "x; } server {"}),
         ]
     )
-    assert [vhost.service for vhost in plan.vhosts] == ["web"]
-    assert plan.statuses["evil"].outcome is Outcome.BLOCKED
-    assert "proxy.host" in plan.statuses["evil"].message
-    assert plan.statuses["web"].outcome is Outcome.OK
+    statuses = proxy_statuses(plan)
+    assert statuses["evil"].outcome is Outcome.BLOCKED
+    assert "proxy.host" in statuses["evil"].message
+    assert statuses["web"].outcome is Outcome.OK
+    assert "x;" not in plan.config
 
 
 def test_no_running_task_is_pending() -> None:
-    plan = plan_proxy([service("web", {"swarmop.proxy.host": "test.local"})])
-    assert plan.statuses["web"].outcome is Outcome.PENDING
+    statuses = proxy_statuses(plan_proxy([service("web", {"swarmop.proxy.host": "test.local"})]))
+    assert statuses["web"].outcome is Outcome.PENDING
 
 
 def test_several_networks_need_proxy_network() -> None:
-    plan = plan_proxy(
-        [service("web", {"swarmop.proxy.host": "test.local"}, networks=("front", "back"))]
+    statuses = proxy_statuses(
+        plan_proxy([service("web", {"swarmop.proxy.host": "test.local"}, ("front", "back"))])
     )
-    assert plan.vhosts == ()
-    assert "proxy.network" in plan.statuses["web"].message
-    plan = plan_proxy(
-        [
-            service(
-                "web",
-                {"swarmop.proxy.host": "test.local", "swarmop.proxy.network": "back"},
-                networks=("front", "back"),
-                tasks=({"front": ["10.0.1.5"], "back": ["10.0.2.5"]},),
-            )
-        ]
-    )
-    assert plan.vhosts[0].upstream_servers == ("10.0.2.5:80",)
+    assert statuses["web"].outcome is Outcome.BLOCKED
+    assert "proxy.network" in statuses["web"].message
 
 
 def test_conflicting_hosts_exclude_both() -> None:
@@ -89,6 +86,6 @@ def test_conflicting_hosts_exclude_both() -> None:
             service("b", {"swarmop.proxy.host": "test.local"}),
         ]
     )
-    assert plan.vhosts == ()
-    assert plan.statuses["a"].outcome is Outcome.BLOCKED
-    assert "b" in plan.statuses["a"].message
+    statuses = proxy_statuses(plan)
+    assert statuses["a"].outcome is Outcome.BLOCKED and "b" in statuses["a"].message
+    assert statuses["b"].outcome is Outcome.BLOCKED

@@ -52,10 +52,9 @@ class ScaleScreen(ModalScreen[int | None]):
             )
             yield Label(f"writes the desired count to {self.target}")
             yield Input(
-                placeholder="replicas",
+                placeholder=f"replicas (spec now {svc.spec_replicas})",
                 type="integer",
                 id="replicas",
-                value="" if svc.spec_replicas is None else str(svc.spec_replicas),
             )
             yield Label("", id="scale-error")
             with Horizontal(classes="buttons"):

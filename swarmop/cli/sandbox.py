@@ -46,7 +46,7 @@ def _up(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - started
     print(
         f"sandbox {info.name!r} is up ({len(info.nodes)} nodes, {elapsed:.1f}s). "
-        f"Point your shell at it with:\n  eval \"$(swarmop sandbox env --name {info.name})\""
+        f'Point your shell at it with:\n  eval "$(swarmop sandbox env --name {info.name})"'
     )
     return 0
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from swarmop.sandbox import cgroups, mounts, netns, procs
 from swarmop.sandbox.errors import SandboxError
-from swarmop.sandbox.layout import NETNS_DIR, RUN_BASE, DATA_BASE, SandboxLayout
+from swarmop.sandbox.layout import DATA_BASE, NETNS_DIR, RUN_BASE, SandboxLayout
 from swarmop.sandbox.state import SandboxState
 
 FORWARDER_MODULE = "swarmop.sandbox.forwarder"
@@ -37,9 +37,7 @@ def sandbox_pids(layout: SandboxLayout) -> list[int]:
         argv = procs.cmdline(pid)
         for arg in argv:
             for root in roots:
-                if root in arg and (
-                    arg.endswith(root) or root + "/" in arg or root + "," in arg
-                ):
+                if root in arg and (arg.endswith(root) or root + "/" in arg or root + "," in arg):
                     return True
         if layout.consul_node_name in argv:
             return True

@@ -24,25 +24,39 @@ def api_client(docker_host: str, timeout: int = 30) -> docker.APIClient:
 def command(tools: Tools, node: NodeLayout) -> list[str]:
     dockerd = [
         tools.dockerd,
-        "--data-root", str(node.data_root),
-        "--exec-root", str(node.exec_root),
-        "-H", node.docker_host,
-        "--pidfile", str(node.pidfile),
-        "--cgroup-parent", node.cgroup_parent,
-        "--storage-driver", "overlay2",
+        "--data-root",
+        str(node.data_root),
+        "--exec-root",
+        str(node.exec_root),
+        "-H",
+        node.docker_host,
+        "--pidfile",
+        str(node.pidfile),
+        "--cgroup-parent",
+        node.cgroup_parent,
+        "--storage-driver",
+        "overlay2",
         # Containers get little time to stop: a sandbox is never precious, and
         # `down` and node restarts stay quick.
-        "--shutdown-timeout", "3",
-        "--log-level", "warn",
+        "--shutdown-timeout",
+        "3",
+        "--log-level",
+        "warn",
     ]
     # `nsenter --net` rather than `ip netns exec`: the latter remounts /sys, the
     # cgroup mounts vanish and dockerd stops ("Devices cgroup isn't mounted").
     # `unshare --uts` gives the node its own hostname, which Swarm reports.
-    script = f"hostname {shlex.quote(node.hostname)} && exec \"$@\""
+    script = f'hostname {shlex.quote(node.hostname)} && exec "$@"'
     return [
-        tools.nsenter, f"--net={node.netns_path}",
-        tools.unshare, "--uts",
-        "sh", "-c", script, "sh", *dockerd,
+        tools.nsenter,
+        f"--net={node.netns_path}",
+        tools.unshare,
+        "--uts",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        *dockerd,
     ]
 
 

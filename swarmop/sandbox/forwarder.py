@@ -103,8 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         listener = listen_in_netns(args.netns, args.listen)
     except OSError as error:
-        print(f"forwarder: cannot listen on {args.listen} in {args.netns}: {error}",
-              file=sys.stderr)
+        print(
+            f"forwarder: cannot listen on {args.listen} in {args.netns}: {error}", file=sys.stderr
+        )
         return 1
     print(f"forwarder: {args.listen} in {args.netns} -> {args.target}", flush=True)
     serve(listener, args.target)

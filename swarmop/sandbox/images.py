@@ -35,7 +35,7 @@ class BuiltImage:
 
 def _build(tag: str, image: rootfs.RootFs, cache_dir: Path) -> BuiltImage:
     content_hash = image.content_hash()
-    short = tag.split("/")[-1].split(":")[0]
+    short = tag.rsplit("/", maxsplit=1)[-1].split(":", maxsplit=1)[0]
     tarball = cache_dir / f"{short}-{content_hash[:20]}.tar"
     if not tarball.is_file():
         image.write_tar(tarball)
@@ -48,8 +48,7 @@ def build_all(tools: Tools, cache_dir: Path = CACHE_BASE / "images") -> list[Bui
     proxy_files = PROXY_IMAGE_FILES if PROXY_IMAGE_FILES.is_dir() else None
     return [
         _build(BUSYBOX_IMAGE, rootfs.busybox_image(busybox), cache_dir),
-        _build(NGINX_IMAGE, rootfs.nginx_image(busybox, Path(tools.nginx), proxy_files),
-               cache_dir),
+        _build(NGINX_IMAGE, rootfs.nginx_image(busybox, Path(tools.nginx), proxy_files), cache_dir),
     ]
 
 
@@ -78,8 +77,9 @@ def import_into(docker_host: str, images: list[BuiltImage]) -> list[str]:
             except docker.errors.APIError as error:
                 raise SandboxError(f"importing {image.tag} into {docker_host}: {error}") from error
             if installed_hash(api, image.tag) != image.content_hash:
-                raise SandboxError(f"{image.tag} on {docker_host} lacks its content label "
-                                   "after import")
+                raise SandboxError(
+                    f"{image.tag} on {docker_host} lacks its content label after import"
+                )
             imported.append(image.tag)
     finally:
         api.close()

@@ -28,7 +28,7 @@ _NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
 # 100.64.0.0/10 (shared address space) stays clear of Swarm's default overlay pool
 # (10.0.0.0/8) and of Docker's bridge pools (172.17.0.0/16 and up, 192.168.0.0/16).
 _SUBNET_POOL = ipaddress.IPv4Network("100.64.0.0/10")
-_SUBNETS_IN_POOL = 2 ** (24 - _SUBNET_POOL.prefixlen)
+_SUBNETS_IN_POOL: int = 1 << (24 - 10)  # /24 subnets in the /10 pool
 HUB_HOST_NUMBER = 254
 CONSUL_FORWARD_PORT = 8500
 MAX_NODES = 20

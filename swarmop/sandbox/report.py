@@ -68,8 +68,9 @@ def status_lines(sandbox: Sandbox) -> tuple[list[str], bool]:
     """Lines to print and whether everything answers."""
     info = sandbox.info()
     if info is None:
-        return [f"sandbox {sandbox.name!r} is down (run `swarmop sandbox up --name "
-                f"{sandbox.name}`)"], False
+        return [
+            f"sandbox {sandbox.name!r} is down (run `swarmop sandbox up --name {sandbox.name}`)"
+        ], False
     problems = sandbox.problems()
     lines = [
         f"sandbox {info.name!r}: {'up' if not problems else 'DEGRADED'}  subnet {info.subnet}",
@@ -81,8 +82,10 @@ def status_lines(sandbox: Sandbox) -> tuple[list[str], bool]:
     except Exception as error:  # the manager may be the stopped node
         lines.append(f"nodes: manager does not answer ({error.__class__.__name__})")
     leader = "leader elected" if consul_agent.has_leader(info.consul_port) else "NOT answering"
-    lines.append(f"consul: http://{info.consul_http_addr} ({leader}); from containers in the "
-                 f"swarm: http://{info.consul_addr_in_swarm}")
+    lines.append(
+        f"consul: http://{info.consul_http_addr} ({leader}); from containers in the "
+        f"swarm: http://{info.consul_addr_in_swarm}"
+    )
     lines += _image_lines(info)
     try:
         lines += _service_lines(info)

@@ -52,7 +52,9 @@ class RootFs:
 
     def copy(self, path: str, source: Path, mode: int | None = None) -> None:
         real = source.resolve()
-        self.file(path, real.read_bytes(), mode if mode is not None else real.stat().st_mode & 0o777)
+        self.file(
+            path, real.read_bytes(), mode if mode is not None else real.stat().st_mode & 0o777
+        )
 
     def symlink(self, path: str, target: str) -> None:
         path = path.strip("/")
@@ -107,8 +109,10 @@ def busybox_base(busybox: Path) -> RootFs:
         # `busybox` itself is in the list: linking it would replace the binary.
         if applet != "busybox" and "/" not in applet:
             rootfs.symlink(f"bin/{applet}", "busybox")
-    rootfs.file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n"
-                b"nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+    rootfs.file(
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
     rootfs.file("etc/group", b"root:x:0:\nnogroup:x:65534:\n")
     rootfs.file("etc/nsswitch.conf", b"passwd: files\ngroup: files\nhosts: files dns\n")
     rootfs.changes.append(f"ENV {PATH_ENV}")
@@ -181,8 +185,9 @@ def shared_libraries(binary: Path) -> list[Path]:
     libraries = []
     for line in result.stdout.splitlines():
         if "not found" in line:
-            raise SandboxError(f"{binary} needs a library that is not installed: {line.strip()} "
-                               "(run `make setup`)")
+            raise SandboxError(
+                f"{binary} needs a library that is not installed: {line.strip()} (run `make setup`)"
+            )
         match = _LDD_PATH.search(line.split("=>")[-1])
         if match:
             libraries.append(Path(match.group(1)))

@@ -213,11 +213,17 @@ class Sandbox:
 
     def _start_forwarder(self, layout: SandboxLayout, consul_http_port: int) -> int:
         argv = [
-            sys.executable, "-m", cleanup.FORWARDER_MODULE,
-            "--sandbox", self.name,
-            "--netns", str(NETNS_DIR / layout.hub_netns),
-            "--listen", f"{layout.hub_address}:{CONSUL_FORWARD_PORT}",
-            "--target", f"{consul_agent.LOOPBACK}:{consul_http_port}",
+            sys.executable,
+            "-m",
+            cleanup.FORWARDER_MODULE,
+            "--sandbox",
+            self.name,
+            "--netns",
+            str(NETNS_DIR / layout.hub_netns),
+            "--listen",
+            f"{layout.hub_address}:{CONSUL_FORWARD_PORT}",
+            "--target",
+            f"{consul_agent.LOOPBACK}:{consul_http_port}",
         ]
         return procs.spawn(argv, layout.forwarder_log)
 
@@ -230,7 +236,9 @@ class Sandbox:
         if not procs.wait_for(lambda: listening() or not procs.is_alive(pid), 20.0):
             raise SandboxError("the Consul forwarder did not start within 20s")
         if not procs.is_alive(pid):
-            raise SandboxError(f"the Consul forwarder exited:\n{dockerd.tail(layout.forwarder_log)}")
+            raise SandboxError(
+                f"the Consul forwarder exited:\n{dockerd.tail(layout.forwarder_log)}"
+            )
 
     def _deploy_example(self, state: SandboxState) -> None:
         layout = self._layout(state)
@@ -317,7 +325,10 @@ class Sandbox:
         node = self._node(state, hostname)
         return subprocess.run(
             [find_tools().nsenter, f"--net={node.netns_path}", *argv],
-            capture_output=True, text=True, timeout=timeout, check=check,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
         )
 
     def wait_swarm_ready(self, timeout: float = 60.0) -> None:

@@ -49,9 +49,7 @@ def ready_hostnames(manager_host: str) -> dict[str, str]:
     """hostname -> state of every node the manager knows."""
     api = api_client(manager_host)
     try:
-        return {
-            node["Description"]["Hostname"]: node["Status"]["State"] for node in api.nodes()
-        }
+        return {node["Description"]["Hostname"]: node["Status"]["State"] for node in api.nodes()}
     finally:
         api.close()
 

@@ -1,1 +1,1 @@
-"""The reactor: watchers, queues, workers, retries."""
+"""The reactor: watchers, per-object queues, handler invocation, progress and status."""

@@ -1,0 +1,154 @@
+"""The status board: per-object status and the operator's own event log, in memory.
+
+Handlers' loggers write here from worker threads, so every access is locked.
+The publisher (reactor.publisher) copies what changed to Consul; the HTTP
+endpoint serves a snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from swarmop.status import (
+    EVENT_LOG_LIMIT,
+    EventLevel,
+    ObjectStatus,
+    OperatorEvent,
+    OperatorInfo,
+    StatusKind,
+    StatusSnapshot,
+)
+
+Key = tuple[StatusKind, str]
+
+_LEVELS = {
+    logging.DEBUG: EventLevel.DEBUG,
+    logging.INFO: EventLevel.INFO,
+    logging.WARNING: EventLevel.WARNING,
+    logging.ERROR: EventLevel.ERROR,
+    logging.CRITICAL: EventLevel.ERROR,
+}
+
+logger = logging.getLogger("swarmop.operator")
+
+
+class StatusBoard:
+    def __init__(self, info: OperatorInfo) -> None:
+        self._lock = threading.Lock()
+        self._info = info
+        self._objects: dict[Key, ObjectStatus] = {}
+        self._events: deque[OperatorEvent] = deque(maxlen=EVENT_LOG_LIMIT)
+        self._dirty: set[Key] = set()
+        self._removed: set[Key] = set()
+        self._events_dirty = False
+        self._info_dirty = True
+        self.changed = threading.Event()
+        self.ready = False
+
+    # --- writers ------------------------------------------------------
+
+    def set_status(self, status: ObjectStatus) -> None:
+        key: Key = (status.kind, status.name)
+        with self._lock:
+            if self._objects.get(key) == status:
+                return
+            self._objects[key] = status
+            self._dirty.add(key)
+            self._removed.discard(key)
+        self.changed.set()
+
+    def remove(self, key: Key) -> None:
+        with self._lock:
+            if self._objects.pop(key, None) is None:
+                return
+            self._dirty.discard(key)
+            self._removed.add(key)
+        self.changed.set()
+
+    def record(self, kind: str, name: str, level: int, message: str) -> None:
+        """An entry in the operator's event log (and the process log)."""
+        logger.log(level, "%s%s", f"[{kind} {name}] " if name else "", message)
+        event = OperatorEvent(
+            time=time.time(),
+            kind=kind,
+            object=name,
+            level=_LEVELS.get(level, EventLevel.INFO),
+            message=message[:2000],
+        )
+        with self._lock:
+            self._events.append(event)
+            self._events_dirty = True
+        self.changed.set()
+
+    def update_info(self, **changes: Any) -> None:
+        with self._lock:
+            data = self._info.to_dict() | changes
+            self._info = OperatorInfo.from_dict(data)
+            self._info_dirty = True
+        self.changed.set()
+
+    # --- readers ------------------------------------------------------
+
+    def get(self, key: Key) -> ObjectStatus | None:
+        with self._lock:
+            return self._objects.get(key)
+
+    @property
+    def info(self) -> OperatorInfo:
+        with self._lock:
+            return self._info
+
+    def snapshot(self) -> StatusSnapshot:
+        with self._lock:
+            return StatusSnapshot(
+                operator=self._info,
+                objects=tuple(self._objects[key] for key in sorted(self._objects)),
+                events=tuple(self._events),
+            )
+
+    def take_changes(
+        self,
+    ) -> tuple[list[ObjectStatus], list[Key], list[OperatorEvent] | None, OperatorInfo | None]:
+        """What changed since the last call: statuses, removed keys, the event log, info."""
+        with self._lock:
+            statuses = [self._objects[key] for key in self._dirty if key in self._objects]
+            removed = list(self._removed)
+            events = list(self._events) if self._events_dirty else None
+            info = self._info if self._info_dirty else None
+            self._dirty.clear()
+            self._removed.clear()
+            self._events_dirty = False
+            self._info_dirty = False
+            self.changed.clear()
+        return statuses, removed, events, info
+
+    def restore_changes(self, statuses: list[ObjectStatus], removed: list[Key]) -> None:
+        """Mark again what could not be published, so the next round retries it."""
+        with self._lock:
+            for status in statuses:
+                self._dirty.add((status.kind, status.name))
+            self._removed.update(removed)
+            self._events_dirty = True
+            self._info_dirty = True
+
+
+class ObjectLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The `logger` kwarg: messages go to the process log and the object's event log."""
+
+    def __init__(self, board: StatusBoard, kind: str, name: str) -> None:
+        super().__init__(logging.getLogger(f"swarmop.{kind}"), {"object": f"{kind}/{name}"})
+        self._board = board
+        self._kind = kind
+        self._name = name
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not self.isEnabledFor(level):
+            return
+        text = str(msg) % args if args else str(msg)
+        if kwargs.get("exc_info"):
+            kwargs.pop("exc_info")
+        self._board.record(self._kind, self._name, level, text)

@@ -1,0 +1,128 @@
+"""Everything one running operator shares: clients, limiters, caches, board, store."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from swarmop.clients.consul import ConsulKV
+from swarmop.clients.docker import DockerReader
+from swarmop.desired import DesiredState, merge_desired
+from swarmop.reactor.board import StatusBoard
+from swarmop.reactor.store import StateStore
+from swarmop.registry import Registry
+from swarmop.settings import Settings
+from swarmop.views import NodeView, ServiceView
+
+T = TypeVar("T")
+Key = tuple[str, str]  # ("service", name) | ("node", hostname)
+
+
+class Memo(types.SimpleNamespace):
+    """The `memo` kwarg: one namespace shared by all handlers of this operator."""
+
+
+@dataclass
+class Context:
+    settings: Settings
+    registry: Registry
+    api: Any
+    reader: DockerReader
+    kv: ConsulKV | None
+    store: StateStore
+    board: StatusBoard
+    memo: Memo = field(default_factory=Memo)
+    docker_limiter: anyio.CapacityLimiter = field(init=False)
+    consul_limiter: anyio.CapacityLimiter = field(init=False)
+    handler_limiter: anyio.CapacityLimiter = field(init=False)
+    object_limiter: anyio.CapacityLimiter = field(init=False)
+    consul_keys: dict[Key, dict[str, str]] = field(default_factory=dict)
+    consul_loaded: set[str] = field(default_factory=set)
+    known: dict[Key, str] = field(default_factory=dict)
+    resumed: set[Key] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.docker_limiter = anyio.CapacityLimiter(self.settings.docker_threads)
+        self.consul_limiter = anyio.CapacityLimiter(self.settings.consul_threads)
+        self.handler_limiter = anyio.CapacityLimiter(max(1, self.settings.max_workers))
+        self.object_limiter = anyio.CapacityLimiter(max(1, self.settings.max_workers))
+
+    @property
+    def prefix(self) -> str:
+        return self.settings.prefix
+
+    async def docker(self, fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(
+            functools.partial(fn, *args), limiter=self.docker_limiter, abandon_on_cancel=True
+        )
+
+    async def consul(self, fn: Callable[..., T], *args: Any) -> T:
+        return await anyio.to_thread.run_sync(
+            functools.partial(fn, *args), limiter=self.consul_limiter, abandon_on_cancel=True
+        )
+
+    async def stored(self, fn: Callable[..., T], *args: Any) -> T:
+        """Calls on the state store: in a thread only when it does I/O."""
+        if self.kv is None:
+            return fn(*args)
+        return await self.consul(fn, *args)
+
+    def keys_for(self, key: Key) -> dict[str, str]:
+        with self.lock:
+            return dict(self.consul_keys.get(key, {}))
+
+    def desired_for(self, kind: str, name: str, labels: Any) -> DesiredState:
+        keys = self.keys_for((kind, name))
+        return merge_desired("service" if kind == "service" else "node", labels or {}, keys)
+
+
+class Cluster:
+    """The `cluster` kwarg: blocking reads of the whole swarm for handlers.
+
+    Sync handlers run in worker threads and may call these directly; async
+    handlers should wrap them in ``anyio.to_thread.run_sync``.
+    """
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+
+    @property
+    def api(self) -> Any:
+        """The raw docker.APIClient (write specs only through swarm_write or `patch`)."""
+        return self._context.api
+
+    @property
+    def consul(self) -> ConsulKV | None:
+        return self._context.kv
+
+    @property
+    def prefix(self) -> str:
+        return self._context.prefix
+
+    def services(self) -> list[ServiceView]:
+        reader = self._context.reader
+        return [ServiceView(attrs, reader.list_tasks) for attrs in reader.list_services()]
+
+    def nodes(self) -> list[NodeView]:
+        return [NodeView(attrs) for attrs in self._context.reader.list_nodes()]
+
+    def service(self, name: str) -> ServiceView | None:
+        reader = self._context.reader
+        attrs = reader.inspect_service(name)
+        return None if attrs is None else ServiceView(attrs, reader.list_tasks)
+
+    def node(self, name_or_id: str) -> NodeView | None:
+        attrs = self._context.reader.inspect_node(name_or_id)
+        return None if attrs is None else NodeView(attrs)
+
+    def desired(self, kind: str, name: str, labels: Any) -> DesiredState:
+        """Desired state of any object, from its labels and the cached Consul keys."""
+        return self._context.desired_for(kind, name, labels)

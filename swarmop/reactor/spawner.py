@@ -1,0 +1,137 @@
+"""Timers and daemons: one background task per (object, handler) while the object exists."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from swarmop.filters import match_labels
+from swarmop.reactor.board import ObjectLogger
+from swarmop.reactor.context import Cluster, Context, Key
+from swarmop.reactor.invocation import invoke
+from swarmop.reactor.patch import Patch, apply_patch
+from swarmop.registry import Handler, Reason
+from swarmop.views import NodeView, ServiceView
+
+
+class StopFlag:
+    """The `stopped` kwarg of daemons: ``stopped.wait(seconds)`` is True once stopping."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def __bool__(self) -> bool:
+        return self._event.is_set()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+
+class Spawner:
+    def __init__(self, ctx: Context, task_group: TaskGroup) -> None:
+        self._ctx = ctx
+        self._tg = task_group
+        self._running: dict[tuple[Key, str], tuple[anyio.CancelScope, StopFlag]] = {}
+
+    def sync(self, key: Key, attrs: Mapping[str, Any]) -> None:
+        kind = key[0]
+        labels = (attrs.get("Spec") or {}).get("Labels") or {}
+        handlers = self._ctx.registry.select((Reason.TIMER, Reason.DAEMON), kind)  # type: ignore[arg-type]
+        wanted = {h.id: h for h in handlers if match_labels(labels, h.labels)}
+        for (running_key, hid), (scope, flag) in list(self._running.items()):
+            if running_key == key and hid not in wanted:
+                flag.set()
+                scope.cancel()
+                del self._running[(running_key, hid)]
+        for hid, handler in wanted.items():
+            if (key, hid) not in self._running:
+                scope, flag = anyio.CancelScope(), StopFlag()
+                self._running[(key, hid)] = (scope, flag)
+                self._tg.start_soon(self._run, key, handler, scope, flag)
+
+    def forget(self, key: Key) -> None:
+        for (running_key, hid), (scope, flag) in list(self._running.items()):
+            if running_key == key:
+                flag.set()
+                scope.cancel()
+                del self._running[(running_key, hid)]
+
+    def stop_all(self) -> None:
+        for scope, flag in self._running.values():
+            flag.set()
+            scope.cancel()
+        self._running.clear()
+
+    async def _run(
+        self, key: Key, handler: Handler, scope: anyio.CancelScope, flag: StopFlag
+    ) -> None:
+        ctx = self._ctx
+        kind, name = key
+        started = time.time()
+        with scope:
+            await anyio.sleep(handler.initial_delay)
+            while not flag.is_set():
+                try:
+                    kwargs = await self._kwargs(key, started, flag, handler.reason)
+                    if kwargs is None:
+                        return
+                    if handler.when is None or handler.when(**kwargs):
+                        await invoke(handler.fn, kwargs, ctx.handler_limiter)
+                        patch: Patch = kwargs["patch"]
+                        if patch:
+                            await apply_patch(ctx, kind, str(kwargs["id"]), patch)
+                    if handler.reason is Reason.DAEMON:
+                        return  # a daemon that returns is done for this object
+                    await anyio.sleep(handler.interval or 60.0)
+                except Exception as error:
+                    ctx.board.record(kind, name, logging.WARNING, f"{handler.id} failed: {error}")
+                    await anyio.sleep(handler.interval or handler.backoff or 1.0)
+
+    async def _kwargs(
+        self, key: Key, started: float, flag: StopFlag, reason: Reason
+    ) -> dict[str, Any] | None:
+        ctx = self._ctx
+        kind, name = key
+        if kind == "service":
+            attrs = await ctx.docker(ctx.reader.inspect_service, name)
+        else:
+            attrs = await ctx.docker(ctx.reader.inspect_node, name)
+        if attrs is None:
+            return None
+        view: ServiceView | NodeView = (
+            ServiceView(attrs, ctx.reader.list_tasks) if kind == "service" else NodeView(attrs)
+        )
+        labels = (attrs.get("Spec") or {}).get("Labels") or {}
+        now = time.time()
+        return {
+            kind: view,
+            "body": attrs,
+            "spec": attrs.get("Spec") or {},
+            "name": name,
+            "id": str(attrs.get("ID", "")),
+            "labels": labels,
+            "resource": kind,
+            "desired": ctx.desired_for(kind, name, labels),
+            "memo": ctx.memo,
+            "patch": Patch(kind),
+            "logger": ObjectLogger(ctx.board, kind, name),
+            "cluster": Cluster(ctx),
+            "stopped": flag,
+            "started": datetime.datetime.fromtimestamp(started, tz=datetime.UTC),
+            "runtime": datetime.timedelta(seconds=now - started),
+            "retry": 0,
+            "reason": reason.value,
+        }

@@ -1,0 +1,99 @@
+"""Where per-object progress and last-handled state live.
+
+With Consul: ``<prefix>/state/services/<name>`` and ``<prefix>/state/nodes/<hostname>``,
+written with CAS on the ModifyIndex last seen. Without Consul: in memory, so
+storing progress never touches the swarm (a label write would itself be an event).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Protocol
+
+from swarmop.clients.consul import ConsulKV
+from swarmop.planning.progress import ObjectState
+
+logger = logging.getLogger("swarmop.state")
+
+Key = tuple[str, str]
+_COLLECTIONS = {"service": "services", "node": "nodes"}
+
+
+class StateStore(Protocol):
+    def load(self, key: Key) -> ObjectState | None: ...
+    def save(self, key: Key, state: ObjectState) -> None: ...
+    def delete(self, key: Key) -> None: ...
+
+
+class MemoryStateStore:
+    def __init__(self) -> None:
+        self._states: dict[Key, ObjectState] = {}
+        self._lock = threading.Lock()
+
+    def load(self, key: Key) -> ObjectState | None:
+        with self._lock:
+            return self._states.get(key)
+
+    def save(self, key: Key, state: ObjectState) -> None:
+        with self._lock:
+            self._states[key] = state
+
+    def delete(self, key: Key) -> None:
+        with self._lock:
+            self._states.pop(key, None)
+
+
+class ConsulStateStore:
+    """Blocking calls: run them in a worker thread."""
+
+    def __init__(self, kv: ConsulKV, prefix: str) -> None:
+        self._kv = kv
+        self._prefix = prefix
+        self._indexes: dict[Key, int] = {}
+        self._cache: dict[Key, ObjectState | None] = {}
+        self._lock = threading.Lock()
+
+    def key(self, key: Key) -> str:
+        kind, name = key
+        return f"{self._prefix}/state/{_COLLECTIONS[kind]}/{name}"
+
+    def load(self, key: Key) -> ObjectState | None:
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        entry = self._kv.get(self.key(key))
+        state: ObjectState | None = None
+        if entry is not None and entry.value:
+            try:
+                state = ObjectState.from_json(entry.value)
+            except ValueError as error:
+                logger.warning("%s: ignoring unreadable stored state (%s)", self.key(key), error)
+        with self._lock:
+            self._indexes[key] = entry.modify_index if entry is not None else 0
+            self._cache[key] = state
+        return state
+
+    def save(self, key: Key, state: ObjectState) -> None:
+        raw = state.to_json()
+        with self._lock:
+            cas = self._indexes.get(key, 0)
+        if not self._kv.put(self.key(key), raw, cas=cas):
+            # Someone else wrote the key since we read it (another instance, or a
+            # leftover). This instance is the only writer it knows of: log, re-read
+            # the index and write once more.
+            logger.warning("%s: CAS conflict on stored state; re-reading", self.key(key))
+            entry = self._kv.get(self.key(key))
+            cas = entry.modify_index if entry is not None else 0
+            if not self._kv.put(self.key(key), raw, cas=cas):
+                raise RuntimeError(f"{self.key(key)}: stored state changed concurrently")
+        entry = self._kv.get(self.key(key))
+        with self._lock:
+            self._indexes[key] = entry.modify_index if entry is not None else 0
+            self._cache[key] = state
+
+    def delete(self, key: Key) -> None:
+        self._kv.delete(self.key(key))
+        with self._lock:
+            self._indexes[key] = 0
+            self._cache[key] = None

@@ -1,11 +1,11 @@
 """`swarmop.replicas` and the depends_on hold: which replica count to write (pure).
 
 The spec's replica count is compared with the target (the desired count, or 0
-while dependencies are missing). A difference is drift, restored by one write,
-unless a rolling update is in progress: Swarm is then busy converging a spec
-someone just wrote, and writing into it would fight the rollout. Tasks that
-are still starting after a write are convergence, reported as pending, never
-a reason to write again.
+while dependencies are missing and the service has not started yet). A
+difference is drift, restored by one write, unless a rolling update is in
+progress: Swarm is then busy converging a spec someone just wrote, and writing
+into it would fight the rollout. Tasks still starting after a write are
+convergence, reported as pending, never a reason to write again.
 """
 
 from __future__ import annotations
@@ -107,8 +107,18 @@ def plan_replicas(facts: ReplicaFacts, intent: ReplicaIntent) -> ReplicaPlan:
     if deps.blocked:
         assert deps.status is not None
         return ReplicaPlan(None, deps.status)
-
     held = parse_held(facts.held_label)
+    if not deps.ready and facts.running_tasks > 0 and spec > 0 and held is None:
+        # The hold prevents a start race; scaling a running service down because a
+        # dependency restarts would turn one outage into two.
+        return ReplicaPlan(
+            None,
+            Status.pending(
+                f"{', '.join(deps.waiting_on)} has no running task; {facts.name} already runs "
+                f"{facts.running_tasks} task(s) and is not scaled down"
+            ),
+        )
+
     set_labels: dict[str, str] = {}
     drop_labels: tuple[str, ...] = ()
     if not deps.ready:

@@ -138,7 +138,7 @@ def test_single_writer_db_may_run_zero_or_one(desired: int) -> None:
 
 
 def test_held_at_zero_while_dependency_missing() -> None:
-    plan = plan_replicas(facts(spec=2, running=2), ReplicaIntent(desired=2, dependencies=WAITING))
+    plan = plan_replicas(facts(spec=2, running=0), ReplicaIntent(desired=2, dependencies=WAITING))
     assert plan.replicas == 0
     assert plan.status.outcome is Outcome.PENDING
     assert "db" in plan.status.message
@@ -189,10 +189,25 @@ def test_desired_beats_remembered_count_on_release() -> None:
 def test_hold_is_applied_even_during_a_rollout() -> None:
     # Starting a service before its database is the race depends_on prevents.
     plan = plan_replicas(
-        facts(spec=2, running=1, update_state="updating"),
+        facts(spec=2, running=0, update_state="updating"),
         ReplicaIntent(desired=2, dependencies=WAITING),
     )
     assert plan.replicas == 0
+
+
+def test_running_service_is_not_scaled_down_when_a_dependency_stops() -> None:
+    plan = plan_replicas(facts(spec=2, running=2), ReplicaIntent(desired=2, dependencies=WAITING))
+    assert not plan.writes
+    assert plan.status.outcome is Outcome.PENDING
+    assert "not scaled down" in plan.status.message
+
+
+def test_held_service_stays_held_even_if_a_task_lingers() -> None:
+    plan = plan_replicas(
+        facts(spec=0, running=1, held_label="2"), ReplicaIntent(dependencies=WAITING)
+    )
+    assert not plan.writes
+    assert plan.status.outcome is Outcome.PENDING
 
 
 def test_blocked_dependencies_leave_replicas_alone() -> None:

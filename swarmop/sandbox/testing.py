@@ -250,7 +250,13 @@ def http_get_from_container(
     """The raw HTTP response a busybox container gets (busybox `nc`; its wget crashes)."""
     host, port = address.rsplit(":", 1)
     request = f"GET {path} HTTP/1.0\\r\\nHost: {host_header}\\r\\n\\r\\n"
-    script = f"printf '{request}' | nc -w 5 {host} {port}"
+    # busybox nc may stop reading the answer once its stdin ends, so stdin stays
+    # open until the server closes the connection (HTTP/1.0), bounded to ~20 s.
+    script = (
+        f"{{ printf '{request}'; sleep 20; }} | nc {host} {port} > /tmp/response & "
+        "n=0; while kill -0 $! 2>/dev/null && [ $n -lt 200 ]; do sleep 0.1; n=$((n+1)); done; "
+        "cat /tmp/response"
+    )
     output = client.containers.run(
         BUSYBOX_IMAGE,
         ["sh", "-c", script],

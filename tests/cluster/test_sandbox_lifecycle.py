@@ -1,0 +1,173 @@
+"""A sandbox leaves nothing behind, and recovers from a crash of all its processes.
+
+Uses a second sandbox of its own, next to the session's: the comparisons are
+limited to what carries its name, or to what no sandbox may ever create (links,
+mounts and iptables rules in the host's own namespace), so other sandboxes
+running on the machine at the same time do not disturb them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+from swarmop.sandbox import Sandbox, SandboxInfo
+from swarmop.sandbox.cgroups import sandbox_cgroup_dirs
+from swarmop.sandbox.cleanup import sandbox_pids
+from swarmop.sandbox.layout import DATA_BASE, RUN_BASE, SandboxLayout
+from swarmop.sandbox.mounts import mount_points
+from swarmop.sandbox.netns import list_netns
+from swarmop.sandbox.procs import cmdline, find_pids
+
+pytestmark = pytest.mark.cluster
+
+NAME = os.environ.get("SWARMOP_TEST_LIFECYCLE_SANDBOX", "swarmop-lifecycle")
+SANDBOX_PATHS = (str(RUN_BASE) + "/", str(DATA_BASE) + "/", "/run/netns/swarmop-")
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    own_processes: frozenset[str]
+    own_netns: frozenset[str]
+    own_mounts: frozenset[str]
+    own_files: frozenset[str]
+    own_cgroups: frozenset[str]
+    host_veths: frozenset[str]
+    host_mounts: frozenset[str]
+    host_iptables: frozenset[str]
+
+
+def _host_veths() -> frozenset[str]:
+    out = subprocess.run(
+        ["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True, check=True
+    ).stdout
+    return frozenset(line.split(":")[1].strip() for line in out.splitlines() if ":" in line)
+
+
+def _host_iptables() -> frozenset[str]:
+    """Rules and non-default policies of the host's own namespace.
+
+    iptables may have no tables at all before the first dockerd on the machine
+    loads the modules; an empty built-in chain with policy ACCEPT is no change.
+    """
+    if shutil.which("iptables-save") is None:
+        return frozenset()
+    result = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False)
+    kept = set()
+    for line in result.stdout.splitlines():
+        if line.startswith("-A"):
+            kept.add(line)
+        elif line.startswith(":"):
+            chain, policy = line[1:].split()[:2]
+            if policy not in ("ACCEPT", "-"):
+                kept.add(f"{chain} {policy}")
+            elif policy == "-":
+                kept.add(f"chain {chain}")  # a user-defined chain
+    return frozenset(kept)
+
+
+def snapshot(layout: SandboxLayout) -> HostSnapshot:
+    marks = (str(layout.run_dir), str(layout.data_dir), layout.consul_node_name)
+
+    def ours(pid: int) -> bool:
+        return any(mark in arg for arg in cmdline(pid) for mark in marks)
+
+    processes = set(sandbox_pids(layout)) | set(find_pids(ours))
+    points = mount_points()
+    files = [str(p) for p in (layout.run_dir, layout.data_dir) if p.exists()]
+    return HostSnapshot(
+        own_processes=frozenset(f"{pid} {' '.join(cmdline(pid))[:120]}" for pid in processes),
+        own_netns=frozenset(n for n in list_netns() if layout.netns_pattern.match(n)),
+        own_mounts=frozenset(
+            p
+            for p in points
+            if str(layout.run_dir) in p
+            or str(layout.data_dir) in p
+            or re.search(layout.netns_pattern.pattern.lstrip("^").rstrip("$"), p)
+        ),
+        own_files=frozenset(files),
+        own_cgroups=frozenset(str(p) for p in sandbox_cgroup_dirs(layout)),
+        host_veths=_host_veths(),
+        host_mounts=frozenset(p for p in points if not p.startswith(SANDBOX_PATHS)),
+        host_iptables=_host_iptables(),
+    )
+
+
+def assert_nothing_left(before: HostSnapshot, after: HostSnapshot) -> None:
+    assert after.own_processes == frozenset(), "daemons left running"
+    assert after.own_netns == frozenset(), "network namespaces left"
+    assert after.own_mounts == frozenset(), "mounts left"
+    assert after.own_files == frozenset(), "directories left"
+    assert after.own_cgroups == frozenset(), "cgroups left"
+    assert after.host_veths == before.host_veths, "veth links changed in the host namespace"
+    assert after.host_mounts == before.host_mounts, "mounts changed outside the sandbox dirs"
+    assert after.host_iptables == before.host_iptables, "host iptables rules changed"
+
+
+@pytest.fixture
+def lifecycle_sandbox() -> Iterator[Sandbox]:
+    sandbox = Sandbox(NAME)
+    sandbox.down()  # leftovers of an earlier interrupted run
+    yield sandbox
+    sandbox.down()
+
+
+def _assert_swarm_works(info: SandboxInfo) -> None:
+    api = docker.APIClient(base_url=info.manager_docker_host, version="1.41")
+    try:
+        nodes = api.nodes()
+        assert sorted(n["Description"]["Hostname"] for n in nodes) == info.node_names
+        assert {n["Status"]["State"] for n in nodes} == {"ready"}
+    finally:
+        api.close()
+
+
+def test_up_then_down_leaves_nothing_behind(lifecycle_sandbox: Sandbox) -> None:
+    layout = SandboxLayout.for_name(NAME)
+    before = snapshot(layout)
+    assert before.own_processes == frozenset() and before.own_netns == frozenset()
+
+    info = lifecycle_sandbox.up(nodes=3)
+    _assert_swarm_works(info)
+    during = snapshot(layout)
+    assert len(during.own_netns) == 4  # hub + 3 nodes
+    assert during.own_processes, "the sandbox's daemons should be visible while it runs"
+    assert during.host_veths == before.host_veths, "up touched the host namespace's links"
+    assert during.host_iptables == before.host_iptables, "up touched the host's iptables"
+
+    lifecycle_sandbox.down()
+    assert_nothing_left(before, snapshot(layout))
+    assert lifecycle_sandbox.info() is None
+
+
+def test_up_recovers_after_every_process_was_killed(lifecycle_sandbox: Sandbox) -> None:
+    layout = SandboxLayout.for_name(NAME)
+    before = snapshot(layout)
+    lifecycle_sandbox.up(nodes=3)
+
+    victims = sandbox_pids(layout)
+    assert victims
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert lifecycle_sandbox.problems(), "a killed sandbox must not look healthy"
+    # The kill leaves mounts, namespaces and files behind; `up` must clean them.
+    assert snapshot(layout).own_mounts
+
+    info = lifecycle_sandbox.up(nodes=3)
+    _assert_swarm_works(info)
+    assert lifecycle_sandbox.problems() == []
+
+    lifecycle_sandbox.down()
+    assert_nothing_left(before, snapshot(layout))
+    assert not Path(layout.state_file).exists()

@@ -165,3 +165,32 @@ def test_agent_on_a_worker_applies_published_config_and_keeps_last_good(
         what="503 for a virtual host with no running task",
     )
     assert " 200 " in get().splitlines()[0]
+
+    # A burst of 100 configs in about a second: the agent's rate-limited watch
+    # applies only a handful of them, and the last one ends up live.
+    node = task_node_hostnames(docker_api, [proxy_task])[0]
+    container = node_clients[node].containers.get(
+        proxy_task["Status"]["ContainerStatus"]["ContainerID"]
+    )
+
+    def applied_count() -> int:
+        return container.logs(stdout=True, stderr=True).decode(errors="replace").count(" is live")
+
+    before = applied_count()
+    key = proxy_keys(prefix, proxy_name)["config"]
+    burst = [more.config + f"# burst {n}\n" for n in range(100)]
+    for text in burst:
+        consul_client.kv.put(key, text)
+    wait_until(
+        lambda: any(
+            item.ok and item.live_hash == config_hash(burst[-1])
+            for item in read_agent_status(
+                consul_client, prefix=prefix, proxy_service=proxy_name
+            ).values()
+        ),
+        timeout=60,
+        what="the last config of the burst live",
+    )
+    reloads = applied_count() - before
+    print(f"burst of {len(burst)} configs -> {reloads} reloads")
+    assert 1 <= reloads <= 10

@@ -10,6 +10,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from swarmop.proxy.allowlist import (
+    InvalidProxyValue,
     IPAddress,
     check_address,
     check_hostname,
@@ -18,6 +19,16 @@ from swarmop.proxy.allowlist import (
     check_path,
     check_port,
 )
+
+
+def _checked_address(address: object) -> IPAddress:
+    # An ipaddress object cannot carry text; only its kind needs checking again.
+    if type(address) in (ipaddress.IPv4Address, ipaddress.IPv6Address):
+        typed: IPAddress = address  # type: ignore[assignment]
+        if typed.is_unspecified or typed.is_multicast or getattr(typed, "scope_id", None):
+            raise InvalidProxyValue(f"task address {typed} cannot be an upstream")
+        return typed
+    return check_address(address)
 
 
 def _address_key(address: IPAddress) -> tuple[int, int]:
@@ -47,7 +58,7 @@ class VirtualHost:
         object.__setattr__(self, "path", check_path(self.path))
         if self.network is not None:
             object.__setattr__(self, "network", check_network(self.network))
-        checked = {check_address(str(address)) for address in self.addresses}
+        checked = {_checked_address(address) for address in self.addresses}
         object.__setattr__(self, "addresses", tuple(sorted(checked, key=_address_key)))
 
     @property

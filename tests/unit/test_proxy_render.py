@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from test_proxy_expect import RawDesired, expected_directives, parse_directives
 from swarmop.desired import merge_desired
 from swarmop.proxy import (
     DuplicateRoute,
+    InvalidProxyValue,
     NginxRenderer,
     ProxyServiceInput,
     VirtualHost,
@@ -177,3 +179,16 @@ def test_listen_port_is_configurable() -> None:
     vhosts = [VirtualHost("web", "a.local", 80)]
     directives = set(parse_directives(render_nginx(vhosts, listen_port=8081)))
     assert directives == expected_directives(vhosts, listen=8081)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        ipaddress.IPv4Address("0.0.0.0"),
+        ipaddress.IPv6Address("ff02::1"),
+        ipaddress.IPv6Address("fe80::1%eth0"),
+    ],
+)
+def test_typed_addresses_are_checked_too(address: object) -> None:
+    with pytest.raises(InvalidProxyValue):
+        VirtualHost("web", "a.local", 80, addresses=(address,))  # type: ignore[arg-type]

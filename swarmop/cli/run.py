@@ -1,0 +1,163 @@
+"""`swarmop run [FILE | -m MODULE]...`: load handler modules and run the operator."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+import anyio
+
+from swarmop.errors import ConfigurationError
+from swarmop.reactor.operator import Operator
+from swarmop.registry import default_registry
+from swarmop.settings import (
+    DEFAULT_PREFIX,
+    DEFAULT_RESYNC_INTERVAL,
+    Settings,
+    check_prefix,
+    parse_http_addr,
+    resolve_consul,
+    resolve_docker,
+)
+
+BUILTIN_HANDLERS = "swarmop.handlers"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the operator with handler modules (default: the built-in handlers)",
+        description=(
+            "Load handler modules (files or -m modules) and reconcile the swarm. With none, "
+            "the built-in handlers run. Environment: DOCKER_HOST, DOCKER_TLS_VERIFY, "
+            "DOCKER_CERT_PATH, CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT "
+            "(flags win over variables). Without Consul it runs from labels alone."
+        ),
+    )
+    parser.add_argument("files", nargs="*", metavar="FILE", help="handler module files")
+    parser.add_argument(
+        "-m",
+        "--module",
+        action="append",
+        default=[],
+        dest="modules",
+        metavar="MODULE",
+        help="handler module to import (repeatable)",
+    )
+    parser.add_argument("--docker-host", help="Docker API address (default: $DOCKER_HOST)")
+    parser.add_argument(
+        "--docker-insecure",
+        action="store_true",
+        help="allow plaintext tcp:// to a non-loopback Docker host",
+    )
+    parser.add_argument("--consul-addr", help="Consul HTTP address (default: $CONSUL_HTTP_ADDR)")
+    parser.add_argument("--consul-token", help="Consul ACL token (beats $CONSUL_HTTP_TOKEN)")
+    parser.add_argument("--consul-cacert", help="CA file for Consul TLS (default: $CONSUL_CACERT)")
+    parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="Consul key prefix")
+    parser.add_argument(
+        "--resync-interval",
+        type=float,
+        default=DEFAULT_RESYNC_INTERVAL,
+        help="seconds between full lists (default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    parser.add_argument("--log-format", default="plain", choices=["plain", "json"])
+    parser.add_argument(
+        "--http", metavar="ADDR:PORT", help="serve /healthz, /readyz and /status here"
+    )
+    parser.set_defaults(handler=run_command)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Request lines of HTTP libraries are never logged: they could carry secrets.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def load_handlers(files: list[str], modules: list[str]) -> None:
+    if not files and not modules:
+        modules = [BUILTIN_HANDLERS]
+    for index, file in enumerate(files):
+        path = Path(file)
+        if not path.is_file():
+            raise ConfigurationError(f"handler file {file} does not exist")
+        spec = importlib.util.spec_from_file_location(f"swarmop_user_{index}_{path.stem}", path)
+        if spec is None or spec.loader is None:
+            raise ConfigurationError(f"cannot load {file} as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    for name in modules:
+        importlib.import_module(name)
+
+
+def build_settings(args: argparse.Namespace) -> Settings:
+    return Settings(
+        docker=resolve_docker(host=args.docker_host, allow_insecure=args.docker_insecure),
+        consul=resolve_consul(
+            addr=args.consul_addr, token=args.consul_token, cacert=args.consul_cacert
+        ),
+        prefix=check_prefix(args.prefix),
+        resync_interval=max(1.0, float(args.resync_interval)),
+        http=parse_http_addr(args.http) if args.http else None,
+        log_level=args.log_level,
+        log_format=args.log_format,
+    )
+
+
+def run_command(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level, args.log_format)
+    log = logging.getLogger("swarmop")
+    try:
+        settings = build_settings(args)
+        load_handlers(args.files, args.modules)
+    except (ConfigurationError, ImportError, SyntaxError) as error:
+        log.error("%s", error)
+        return 2
+    if not default_registry.all():
+        log.warning("no handlers registered: the operator will only watch and publish status")
+    operator = Operator(settings, default_registry)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                    async for _ in signals:
+                        operator.stop()
+                        return
+
+            tg.start_soon(on_signal)
+            await operator.run()
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    return 0

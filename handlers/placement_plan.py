@@ -194,6 +194,9 @@ class PlacementPlan:
     log: tuple[LogLine, ...] = ()
     set_labels: dict[str, str] = field(default_factory=dict)
     drop_labels: tuple[str, ...] = ()
+    # The constraints to merge in at write time (against the spec read then);
+    # None when the plan leaves constraints alone.
+    desired_constraints: tuple[str, ...] | None = None
 
     @property
     def writes(self) -> bool:
@@ -276,6 +279,10 @@ def plan_placement(
         )
         _warn_moves(facts, merged, nodes, is_db, notes)
 
+    touches_constraints = new_constraints is not None or APPLIED_PLACEMENT_LABEL in (
+        *set_labels,
+        *drop_labels,
+    )
     return PlacementPlan(
         new_constraints,
         new_max,
@@ -283,6 +290,7 @@ def plan_placement(
         notes.freeze(),
         set_labels,
         tuple(drop_labels),
+        desired_constraints=tuple(intent.placement or ()) if touches_constraints else None,
     )
 
 

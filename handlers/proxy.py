@@ -1,0 +1,192 @@
+"""The proxy handler: keep the nginx config in Consul following the running tasks.
+
+A daemon bound to the proxy service (SWARMOP_PROXY_SERVICE, default `nginx`)
+lists services and running tasks every SWARMOP_PROXY_INTERVAL seconds (tasks
+have no events), plans the config with `swarmop.proxy.plan`, coalesces bursts
+with the proxy's debouncer and publishes with a check-and-set to
+`<prefix>/proxy/<service>/config`. The agent beside nginx tests it with
+`nginx -t`, moves it into place and reloads; that works wherever nginx runs.
+Per-service problems are logged on the service they belong to; the service
+handler reports them on its status.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import swarmop
+from swarmop.desired import DesiredState
+from swarmop.proxy.debounce import ReloadDebouncer
+from swarmop.proxy.model import ProxyError
+from swarmop.proxy.plan import ProxyPlan, ProxyServiceInput, plan_proxy
+from swarmop.proxy.publish import PublishResult, publish_config
+from swarmop.proxy.render import NginxRenderer
+from swarmop.proxy.validate import is_proxied
+
+from . import facts as f
+from .proxy_plan import addresses_by_network
+
+PROXY_SERVICE = os.environ.get("SWARMOP_PROXY_SERVICE", "nginx")
+TEMPLATE_DIR = os.environ.get("SWARMOP_PROXY_TEMPLATES") or None
+INTERVAL = float(os.environ.get("SWARMOP_PROXY_INTERVAL", "1"))
+
+
+def proxy_inputs(
+    services: Iterable[swarmop.ServiceView],
+    running_tasks: Iterable[swarmop.TaskView],
+    network_names: Mapping[str, str],
+    desired_of: Callable[[swarmop.ServiceView], DesiredState],
+) -> list[ProxyServiceInput]:
+    """The planner's input for every proxied service (pure)."""
+    by_service: dict[str, list[swarmop.TaskView]] = {}
+    for task in running_tasks:
+        by_service.setdefault(task.service_id, []).append(task)
+    inputs: list[ProxyServiceInput] = []
+    for service in services:
+        desired = desired_of(service)
+        if not is_proxied(desired):
+            continue
+        tasks = by_service.get(service.id, [])
+        inputs.append(
+            ProxyServiceInput(
+                service.name,
+                desired,
+                addresses_by_network(
+                    f.network_names(service, network_names), f.task_addresses(tasks)
+                ),
+            )
+        )
+    return inputs
+
+
+@dataclass
+class ProxyKeeper:
+    """Plan -> debounce -> publish, on an injected clock (pure but for `publish`)."""
+
+    publish: Callable[[ProxyPlan], PublishResult]
+    renderer: NginxRenderer
+    debouncer: ReloadDebouncer[ProxyPlan] = field(default_factory=ReloadDebouncer)
+    submitted_hash: str | None = None
+    published_hash: str | None = None
+    errors: Mapping[str, tuple[ProxyError, ...]] = field(default_factory=dict)
+    publishes: int = 0
+
+    def tick(
+        self, inputs: Iterable[ProxyServiceInput], now: float
+    ) -> tuple[ProxyPlan, PublishResult | None, dict[str, str]]:
+        """One pass. Returns the plan, what publishing did (None: nothing due),
+        and per-service error texts that changed since the last pass ('' = cleared)."""
+        plan = plan_proxy(inputs, renderer=self.renderer)
+        if plan.config_hash != self.submitted_hash:
+            self.debouncer.submit(plan, now)
+            self.submitted_hash = plan.config_hash
+        result: PublishResult | None = None
+        due = self.debouncer.take(now)
+        if due is not None:
+            result = self.publish(due)
+            if result is PublishResult.CONFLICT:
+                self.submitted_hash = None  # someone else wrote: plan and try again
+            else:
+                self.published_hash = due.config_hash
+                if result is PublishResult.PUBLISHED:
+                    self.publishes += 1
+        changed: dict[str, str] = {}
+        for name in sorted(set(plan.errors) | set(self.errors)):
+            new = "; ".join(str(error) for error in plan.errors.get(name, ()))
+            old = "; ".join(str(error) for error in self.errors.get(name, ()))
+            if new != old:
+                changed[name] = new
+        self.errors = dict(plan.errors)
+        return plan, result, changed
+
+
+class _ConsulShim:
+    """py-consul's `kv.get`/`kv.put` shape over the operator's Consul client."""
+
+    def __init__(self, kv: Any) -> None:
+        self._kv = kv
+        self.kv = self
+
+    def get(self, key: str) -> tuple[int, dict[str, Any] | None]:
+        entry = self._kv.get(key)
+        if entry is None:
+            return 0, None
+        value = None if entry.value is None else entry.value.encode("utf-8")
+        return entry.modify_index, {"Value": value, "ModifyIndex": entry.modify_index}
+
+    def put(self, key: str, value: str | bytes, cas: int | None = None) -> bool:
+        return bool(self._kv.put(key, value, cas=cas))
+
+
+def _network_names(api: Any) -> dict[str, str]:
+    return {str(net["Id"]): str(net["Name"]) for net in api.networks()}
+
+
+def is_proxy_service(name: str, **_: Any) -> bool:
+    return name == PROXY_SERVICE
+
+
+@swarmop.daemon("service", id="swarmop.proxy", when=is_proxy_service)
+def keep_proxy_config(cluster: Any, logger: logging.Logger, stopped: Any, **_: Any) -> None:
+    if cluster.consul is None:
+        logger.warning(
+            "proxy configs need Consul: the agent beside nginx reads them from "
+            "<prefix>/proxy/%s/config; not publishing",
+            PROXY_SERVICE,
+        )
+        return
+    consul = _ConsulShim(cluster.consul)
+    prefix = cluster.prefix
+
+    def publish(plan: ProxyPlan) -> PublishResult:
+        return publish_config(
+            consul,
+            prefix=prefix,
+            proxy_service=PROXY_SERVICE,
+            config=plan.config,
+            expected_hash=plan.config_hash,
+        )
+
+    keeper = ProxyKeeper(publish=publish, renderer=NginxRenderer(TEMPLATE_DIR))
+    api = cluster.api
+    names = _network_names(api)
+    clock = time.monotonic
+    while True:
+        services = [swarmop.ServiceView(attrs) for attrs in api.services()]
+        tasks = [
+            task
+            for task in (
+                swarmop.TaskView(attrs) for attrs in api.tasks(filters={"desired-state": "running"})
+            )
+            if task.running
+        ]
+        if any(t not in names for s in services for t in s.networks):
+            names = _network_names(api)
+        inputs = proxy_inputs(
+            services, tasks, names, lambda s: cluster.desired("service", s.name, s.labels)
+        )
+        plan, result, changed = keeper.tick(inputs, clock())
+        if result is PublishResult.PUBLISHED:
+            logger.info(
+                "proxy config published: %d virtual host(s), sha256 %s",
+                len(plan.vhosts),
+                keeper.published_hash and keeper.published_hash[:12],
+            )
+        elif result is PublishResult.CONFLICT:
+            logger.warning("proxy config changed in Consul meanwhile; planning again")
+        for service, text in changed.items():
+            if text:
+                logger.warning("proxy excludes %s", text)
+            else:
+                logger.info("proxy serves %s again", service)
+        wait = INTERVAL
+        deadline = keeper.debouncer.deadline()
+        if deadline is not None:
+            wait = max(0.05, min(wait, deadline - clock()))
+        if stopped.wait(wait):
+            return

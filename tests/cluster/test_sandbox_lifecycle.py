@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import consul
 import docker
 import pytest
 
@@ -28,6 +29,7 @@ from swarmop.sandbox.layout import DATA_BASE, RUN_BASE, SandboxLayout
 from swarmop.sandbox.mounts import mount_points
 from swarmop.sandbox.netns import list_netns
 from swarmop.sandbox.procs import cmdline, find_pids
+from swarmop.sandbox.testing import Tracker, running_tasks, unique, wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -171,3 +173,33 @@ def test_up_recovers_after_every_process_was_killed(lifecycle_sandbox: Sandbox) 
     lifecycle_sandbox.down()
     assert_nothing_left(before, snapshot(layout))
     assert not Path(layout.state_file).exists()
+
+
+def test_a_restarted_node_comes_back_and_runs_tasks(
+    sandbox_control: Sandbox, docker_api: docker.APIClient, tracker: Tracker
+) -> None:
+    def node3_state() -> str:
+        node = next(n for n in docker_api.nodes() if n["Description"]["Hostname"] == "node-3")
+        return str(node["Status"]["State"])
+
+    sandbox_control.stop_node("node-3")
+    assert sandbox_control.dockerd_pid("node-3") is None
+    wait_until(lambda: node3_state() == "down", timeout=60, what="the manager to see node-3 down")
+    sandbox_control.start_node("node-3")
+    wait_until(lambda: node3_state() == "ready", timeout=60, what="node-3 ready again")
+    service = tracker.create_service(
+        command=["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"],
+        constraints=["node.hostname==node-3"],
+    )
+    wait_until(lambda: running_tasks(docker_api, service), timeout=60, what="a task on node-3")
+
+
+def test_a_restarted_consul_answers_with_an_empty_store(
+    sandbox_control: Sandbox, consul_client: consul.Consul
+) -> None:
+    key = f"swarmop-test/{unique('restart')}"
+    consul_client.kv.put(key, "x")
+    sandbox_control.restart_consul()
+    assert sandbox_control.problems() == []
+    _, item = consul_client.kv.get(key)
+    assert item is None  # dev mode: data lives in memory only

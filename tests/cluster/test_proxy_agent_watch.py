@@ -1,0 +1,223 @@
+"""The agent's Consul watch against real Consul behind a loopback proxy that
+injects faults (R15, R16, R33 for the agent): X-Consul-Index 0, an index that
+goes backwards, and a token that must travel only in a header.
+
+The agent script and nginx run on this host (nginx under a temporary prefix,
+on loopback); Consul is the sandbox's.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import socketserver
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import consul
+import pytest
+
+from swarmop.proxy import config_hash, proxy_keys, read_agent_status
+from swarmop.proxy.nginx_check import DEFAULT_NGINX, default_user, main_config
+from swarmop.sandbox import SandboxInfo
+from swarmop.sandbox.testing import Tracker, unique, wait_until
+
+pytestmark = pytest.mark.cluster
+
+AGENT = Path(__file__).resolve().parents[2] / "swarmop" / "proxy" / "image" / "agent.sh"
+TOKEN = "agent-test-token-5f1c"
+
+
+@dataclass
+class Seen:
+    request_line: str
+    headers: dict[str, str]
+    index_out: int | None = None
+    at: float = field(default_factory=time.monotonic)
+
+
+class FaultProxy:
+    """Forwards HTTP/1.0 requests to Consul; `rewrite_index(path, index)` may
+    change the X-Consul-Index the agent sees."""
+
+    def __init__(self, consul_addr: str) -> None:
+        self.consul_host, port = consul_addr.rsplit(":", 1)
+        self.consul_port = int(port)
+        self.seen: list[Seen] = []
+        self.rewrite_index: Callable[[str, int], int] = lambda _path, index: index
+        proxy = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                proxy._handle(self.rfile, self.wfile)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _handle(self, reader: Any, wfile: Any) -> None:
+        request_line = reader.readline().decode("latin-1").rstrip("\r\n")
+        headers: dict[str, str] = {}
+        while True:
+            line = reader.readline().decode("latin-1").rstrip("\r\n")
+            if not line:
+                break
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = reader.read(int(headers.get("content-length", "0")))
+        seen = Seen(request_line, headers)
+        self.seen.append(seen)
+        method, path, _ = request_line.split(" ", 2)
+        upstream = http.client.HTTPConnection(self.consul_host, self.consul_port, timeout=90)
+        forward = {k: v for k, v in headers.items() if k in {"x-consul-token", "content-length"}}
+        upstream.request(method, path, body=body or None, headers=forward)
+        response = upstream.getresponse()
+        payload = response.read()
+        index = response.getheader("X-Consul-Index")
+        lines = [f"HTTP/1.0 {response.status} {response.reason}"]
+        if index is not None:
+            seen.index_out = self.rewrite_index(path, int(index))
+            lines.append(f"X-Consul-Index: {seen.index_out}")
+        lines.append(f"Content-Length: {len(payload)}")
+        wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
+        upstream.close()
+
+    def watches(self) -> list[Seen]:
+        return [
+            s
+            for s in self.seen
+            if s.request_line.startswith("GET ") and "/config?" in s.request_line
+        ]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _query_index(seen: Seen) -> int:
+    match = re.search(r"[?&]index=(\d+)", seen.request_line)
+    assert match, seen.request_line
+    return int(match.group(1))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def local_nginx(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    if not DEFAULT_NGINX.exists() or shutil.which("busybox") is None:
+        pytest.fail(f"needs {DEFAULT_NGINX} and busybox (make setup installs them)")
+    prefix = tmp_path / "nginx"
+    (prefix / "conf.d").mkdir(parents=True)
+    (prefix / "tmp").mkdir()
+    port = _free_port()
+    (prefix / "nginx.conf").write_text(
+        main_config(prefix / "conf.d" / "*.conf", prefix, user=default_user())
+    )
+    (prefix / "conf.d" / "00-default.conf").write_text(
+        f"server {{ listen 127.0.0.1:{port} default_server; return 404; }}\n"
+    )
+    subprocess.run(
+        [str(DEFAULT_NGINX), "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", "stderr"],
+        check=True,
+    )
+    yield prefix, port
+    pid = int((prefix / "nginx.pid").read_text())
+    os.kill(pid, signal.SIGQUIT)
+
+
+def test_agent_watch_floors_and_resets_the_index_and_sends_the_token_in_a_header(
+    sandbox: SandboxInfo,
+    consul_client: consul.Consul,
+    tracker: Tracker,
+    local_nginx: tuple[Path, int],
+    tmp_path: Path,
+) -> None:
+    prefix_dir, port = local_nginx
+    kv_prefix = tracker.consul_prefix(unique("swarmop-agent-watch"))
+    service = "edge"
+    key = proxy_keys(kv_prefix, service)["config"]
+    fault = FaultProxy(sandbox.consul_http_addr)
+    mode = {"value": "zero"}
+    fault.rewrite_index = lambda _path, index: {"zero": 0, "huge": 10**9}.get(mode["value"], index)
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CONSUL_HTTP_ADDR": f"127.0.0.1:{fault.port}",
+        "CONSUL_HTTP_TOKEN": TOKEN,
+        "SWARMOP_PROXY_SERVICE": service,
+        "SWARMOP_PREFIX": kv_prefix,
+        "SWARMOP_AGENT_NAME": "local-agent",
+        "SWARMOP_WAIT": "5s",
+        "SWARMOP_MIN_INTERVAL": "1",
+        "SWARMOP_NGINX": str(DEFAULT_NGINX),
+        "SWARMOP_NGINX_CONF": str(prefix_dir / "nginx.conf"),
+        "SWARMOP_CONF_DIR": str(prefix_dir / "conf.d"),
+        "SWARMOP_RUN_DIR": str(tmp_path / "run"),
+    }
+    agent = subprocess.Popen(
+        ["busybox", "sh", str(AGENT)], env=env, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        # Index 0 from Consul while the key changes fast: the agent floors the
+        # index at 1 and still queries at most about once per second.
+        started = time.monotonic()
+        for n in range(40):
+            consul_client.kv.put(key, f"server {{ listen 127.0.0.1:{port}; return 200; }} # {n}\n")
+            time.sleep(0.05)
+        wait_until(lambda: len(fault.watches()) >= 3, timeout=30, what="three watch queries")
+        watches = fault.watches()
+        elapsed = time.monotonic() - started
+        assert all(_query_index(seen) >= 1 for seen in watches)
+        assert len(watches) <= elapsed / 1.0 + 2, (len(watches), elapsed)
+
+        # An index far ahead, then the real (lower) one: the agent starts over at 1.
+        mode["value"] = "huge"
+        wait_until(
+            lambda: any(s.index_out == 10**9 for s in fault.watches()),
+            timeout=30,
+            what="a response with the inflated index",
+        )
+        mode["value"] = "real"
+        final = f"server {{ listen 127.0.0.1:{port}; return 204; }}\n"
+        consul_client.kv.put(key, final)
+        wait_until(
+            lambda: any(
+                item.ok and item.live_hash == config_hash(final)
+                for item in read_agent_status(
+                    consul_client, prefix=kv_prefix, proxy_service=service
+                ).values()
+            ),
+            timeout=60,
+            what="the final config live after the index went backwards",
+        )
+        last_inflated = max(i for i, seen in enumerate(fault.watches()) if seen.index_out == 10**9)
+        watches = wait_until(
+            lambda: len(w := fault.watches()) > last_inflated + 2 and w,
+            timeout=30,
+            what="two watch queries after the inflated index",
+        )
+        following, reset = watches[last_inflated + 1], watches[last_inflated + 2]
+        assert _query_index(following) == 10**9
+        assert following.index_out is not None and following.index_out < 10**9
+        assert _query_index(reset) == 1
+
+        # The token goes in a header, never in a URL.
+        assert all(seen.headers.get("x-consul-token") == TOKEN for seen in fault.seen)
+        assert not any(TOKEN in seen.request_line for seen in fault.seen)
+    finally:
+        os.killpg(agent.pid, signal.SIGTERM)
+        agent.wait(timeout=10)
+        fault.close()

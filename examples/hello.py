@@ -21,6 +21,7 @@ def start(memo: Any, logger: Any, **_: Any) -> None:
 @swarmop.on.create("service", labels={"example": "hello"})
 @swarmop.on.update("service", labels={"example": "hello"}, id="hello-update")
 def hello(
+    *,
     service: swarmop.ServiceView,
     desired: Any,
     patch: swarmop.Patch,

@@ -36,6 +36,10 @@ class LogLine:
 class Status:
     outcome: Outcome
     message: str
+    # Blocked on something outside this object (a service that does not exist
+    # yet, another service's depends_on): look again later, since no change to
+    # this object will announce the fix.
+    recheck: bool = False
 
     @classmethod
     def ok(cls, message: str) -> Status:
@@ -46,8 +50,8 @@ class Status:
         return cls(Outcome.PENDING, message)
 
     @classmethod
-    def blocked(cls, message: str) -> Status:
-        return cls(Outcome.BLOCKED, message)
+    def blocked(cls, message: str, *, recheck: bool = False) -> Status:
+        return cls(Outcome.BLOCKED, message, recheck)
 
     @classmethod
     def error(cls, message: str) -> Status:

@@ -78,7 +78,8 @@ def check_dependencies(
             ready=False,
             status=Status.blocked(
                 f"depends_on names no existing service: {', '.join(unknown)}; "
-                "replicas left as they are"
+                "replicas left as they are",
+                recheck=True,
             ),
         )
     cycle = find_cycle(service, graph)
@@ -86,7 +87,8 @@ def check_dependencies(
         return DependencyCheck(
             ready=False,
             status=Status.blocked(
-                f"depends_on forms a cycle: {' -> '.join(cycle)}; replicas left as they are"
+                f"depends_on forms a cycle: {' -> '.join(cycle)}; replicas left as they are",
+                recheck=True,
             ),
         )
     waiting = tuple(name for name in dependencies if running.get(name, 0) < 1)

@@ -35,6 +35,10 @@ def raise_for(status: Status, *, recheck: float) -> None:
     if status.outcome is Outcome.PENDING:
         raise swarmop.TemporaryError(status.message, delay=recheck)
     if status.outcome is Outcome.BLOCKED:
+        if status.recheck:
+            # The fix may come from another object: retried, so shown as pending
+            # with the reason (BlockedError would wait for this object to change).
+            raise swarmop.TemporaryError(f"blocked: {status.message}", delay=recheck * 5)
         raise swarmop.BlockedError(status.message)
     raise swarmop.PermanentError(status.message)
 
@@ -51,4 +55,5 @@ def combine(statuses: Iterable[Status]) -> Status:
     messages = [status.message for status in items if status.outcome is not Outcome.OK]
     # Most severe first, so a truncated status still names the real problem.
     messages.sort(key=lambda text: -max(ranked[s.outcome] for s in items if s.message == text))
-    return Status(worst.outcome, "; ".join(dict.fromkeys(messages)))
+    recheck = any(status.recheck for status in items if status.outcome is worst.outcome)
+    return Status(worst.outcome, "; ".join(dict.fromkeys(messages)), recheck)

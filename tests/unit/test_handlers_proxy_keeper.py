@@ -119,3 +119,21 @@ def test_combine_keeps_the_worst_and_its_message_first() -> None:
     assert status.message == "refused; converging"
     assert combine([Status.ok("a"), Status.ok("b")]) == Status.ok("a; b")
     assert combine([]).outcome is Outcome.OK
+
+
+def test_raise_for_maps_outcomes_to_the_cores_errors() -> None:
+    import pytest
+    from swarmop.handlers.report import raise_for
+
+    import swarmop
+
+    raise_for(Status.ok("fine"), recheck=3)
+    with pytest.raises(swarmop.TemporaryError) as pending:
+        raise_for(Status.pending("converging"), recheck=3)
+    assert pending.value.delay == 3
+    with pytest.raises(swarmop.BlockedError):
+        raise_for(Status.blocked("bad value"), recheck=3)
+    with pytest.raises(swarmop.TemporaryError, match="blocked: no such service"):
+        raise_for(Status.blocked("no such service", recheck=True), recheck=3)
+    with pytest.raises(swarmop.PermanentError):
+        raise_for(Status.error("refused"), recheck=3)

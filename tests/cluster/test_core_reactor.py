@@ -11,6 +11,7 @@ import docker
 import pytest
 
 import swarmop
+from swarmop.clients.swarm_write import update_service
 from swarmop.planning.essence import digest
 from swarmop.registry import Registry
 from swarmop.sandbox import SandboxInfo
@@ -76,6 +77,7 @@ def settle(runner: OperatorRunner, name: str) -> None:
 
 
 def test_patch_keeps_other_fields_and_own_write_does_not_loop(
+    *,
     sandbox: SandboxInfo,
     docker_api: docker.APIClient,
     tracker: Tracker,
@@ -127,6 +129,7 @@ def test_patch_keeps_other_fields_and_own_write_does_not_loop(
 
 
 def test_consul_key_triggers_update_like_a_label(
+    *,
     sandbox: SandboxInfo,
     docker_api: docker.APIClient,
     consul_client: consul.Consul,
@@ -149,8 +152,6 @@ def test_consul_key_triggers_update_like_a_label(
     with OperatorRunner(make_settings(sandbox, prefix), registry=registry) as runner:
         # Label first.
         spec = docker_api.inspect_service(service_id)
-        from swarmop.clients.swarm_write import update_service
-
         update_service(
             docker_api, service_id, lambda s: s["Labels"].__setitem__("swarmop.replicas", "2")
         )
@@ -180,6 +181,7 @@ def test_consul_key_triggers_update_like_a_label(
 
 
 def test_progress_survives_restart_and_finished_handlers_do_not_rerun(
+    *,
     sandbox: SandboxInfo,
     docker_api: docker.APIClient,
     tracker: Tracker,

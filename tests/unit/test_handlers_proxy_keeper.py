@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from swarmop.handlers.decision import Outcome, Status
 from swarmop.handlers.proxy import ProxyKeeper, proxy_inputs
-from swarmop.handlers.report import combine
+from swarmop.handlers.report import combine, raise_for
 
+import swarmop
 from swarmop.desired import merge_desired
 from swarmop.proxy.debounce import ReloadDebouncer
 from swarmop.proxy.plan import ProxyPlan, ProxyServiceInput
@@ -122,11 +124,6 @@ def test_combine_keeps_the_worst_and_its_message_first() -> None:
 
 
 def test_raise_for_maps_outcomes_to_the_cores_errors() -> None:
-    import pytest
-    from swarmop.handlers.report import raise_for
-
-    import swarmop
-
     raise_for(Status.ok("fine"), recheck=3)
     with pytest.raises(swarmop.TemporaryError) as pending:
         raise_for(Status.pending("converging"), recheck=3)

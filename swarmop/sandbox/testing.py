@@ -252,10 +252,12 @@ def http_get_from_container(
     request = f"GET {path} HTTP/1.0\\r\\nHost: {host_header}\\r\\n\\r\\n"
     # busybox nc may stop reading the answer once its stdin ends, so stdin stays
     # open until the server closes the connection (HTTP/1.0), bounded to ~20 s.
+    # The final `echo`: the daemon's log copier can drop a last line that has no
+    # newline when the container exits at once, and a body often has none.
     script = (
         f"{{ printf '{request}'; sleep 20; }} | nc {host} {port} > /tmp/response & "
         "n=0; while kill -0 $! 2>/dev/null && [ $n -lt 200 ]; do sleep 0.1; n=$((n+1)); done; "
-        "cat /tmp/response"
+        "cat /tmp/response; echo"
     )
     output = client.containers.run(
         BUSYBOX_IMAGE,

@@ -23,12 +23,11 @@ import consul as consul_lib
 import docker
 import docker.errors
 import docker.types
-
 import swarmop.handlers  # registers the built-in handlers
 import swarmop.handlers.proxy as proxy_module
-from swarmop.clients.swarm_write import update_service
 from swarmop.handlers.proxy import ProxyKeeper
 
+from swarmop.clients.swarm_write import update_service
 from swarmop.desired import merge_desired
 from swarmop.proxy.debounce import ReloadDebouncer
 from swarmop.proxy.plan import ProxyPlan, ProxyServiceInput, plan_proxy

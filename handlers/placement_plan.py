@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 
 from .decision import LogLine, Notes, Status
 
-APPLIED_PLACEMENT_LABEL = "swarmop.applied.placement"
-APPLIED_MAX_REPLICAS_LABEL = "swarmop.applied.max-replicas"
+# Bookkeeping labels live outside `swarmop.`: that namespace is desired state,
+# and any name in it that is not a field is reported as a typo.
+APPLIED_PLACEMENT_LABEL = "swarmop-applied.placement"
+APPLIED_MAX_REPLICAS_LABEL = "swarmop-applied.max-replicas"
 
 _CONSTRAINT = re.compile(r"\s*(?P<key>[A-Za-z0-9._-]+)\s*(?P<op>==|!=)\s*(?P<value>\S.*?)\s*")
 

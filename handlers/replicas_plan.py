@@ -18,7 +18,7 @@ from .depends_plan import DependencyCheck
 # Bookkeeping label: the replica count a service had when the operator held it
 # at 0 for its dependencies, restored when they run (used when the service has
 # no `swarmop.replicas` of its own).
-HELD_REPLICAS_LABEL = "swarmop.applied.held-replicas"
+HELD_REPLICAS_LABEL = "swarmop-applied.held-replicas"
 
 ROLLOUT_STATES = frozenset({"updating", "rollback_started", "paused", "rollback_paused"})
 

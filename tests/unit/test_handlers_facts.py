@@ -67,7 +67,7 @@ def task(
     )
 
 
-WEB = ServiceView(service_attrs("web", "s1", labels={"swarmop.applied.held-replicas": "2"}))
+WEB = ServiceView(service_attrs("web", "s1", labels={"swarmop-applied.held-replicas": "2"}))
 AGENT = ServiceView(service_attrs("agent", "s2", replicas=None))
 TASKS = [
     task("t1", "s1", "n1"),

@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from swarmop.handlers.placement_plan import APPLIED_PLACEMENT_LABEL
+from swarmop.handlers.placement_plan import APPLIED_MAX_REPLICAS_LABEL, APPLIED_PLACEMENT_LABEL
 from swarmop.handlers.replicas_plan import HELD_REPLICAS_LABEL
 from swarmop.handlers.spec_edit import ServiceEdit, edit_service_spec
+
+from swarmop.desired import merge_desired
 
 
 def spec() -> dict[str, Any]:
@@ -93,3 +95,12 @@ def test_spec_without_labels_or_placement_stays_without() -> None:
     edited = {"Name": "x", "Mode": {"Replicated": {"Replicas": 1}}, "TaskTemplate": {}}
     assert edit_service_spec(edited, ServiceEdit(max_replicas=0, drop_labels=("a",))) is False
     assert edited == {"Name": "x", "Mode": {"Replicated": {"Replicas": 1}}, "TaskTemplate": {}}
+
+
+def test_bookkeeping_labels_are_not_desired_state_typos() -> None:
+    labels = {
+        APPLIED_PLACEMENT_LABEL: "node.labels.storage==ssd",
+        APPLIED_MAX_REPLICAS_LABEL: "1",
+        HELD_REPLICAS_LABEL: "2",
+    }
+    assert merge_desired("service", labels, {}).errors == ()

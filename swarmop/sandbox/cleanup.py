@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,8 +29,8 @@ def _netns_inodes(layout: SandboxLayout) -> set[int]:
     return inodes
 
 
-def sandbox_pids(layout: SandboxLayout) -> list[int]:
-    """Every live process that belongs to the sandbox, by path, name, cgroup or netns."""
+def _ownership_test(layout: SandboxLayout) -> Callable[[int], bool]:
+    """A predicate: does this pid belong to the sandbox (by path, name, cgroup or netns)?"""
     roots = (str(layout.run_dir), str(layout.data_dir))
     inodes = _netns_inodes(layout)
 
@@ -54,14 +55,28 @@ def sandbox_pids(layout: SandboxLayout) -> list[int]:
                     return True
         return False
 
-    return procs.find_pids(belongs)
+    return belongs
 
 
-def stop_daemons_gracefully(state: SandboxState, timeout: float = 20.0) -> None:
+def sandbox_pids(layout: SandboxLayout) -> list[int]:
+    """Every live process that belongs to the sandbox."""
+    return procs.find_pids(_ownership_test(layout))
+
+
+def owned(layout: SandboxLayout, pid: int | None) -> bool:
+    """A recorded pid is ours only while it is alive and still one of the sandbox's
+    processes: after a reboot the state file survives (/run may be on disk) and
+    its pids can belong to anything."""
+    return bool(pid) and procs.is_alive(pid or 0) and _ownership_test(layout)(pid or 0)
+
+
+def stop_daemons_gracefully(
+    layout: SandboxLayout, state: SandboxState, timeout: float = 20.0
+) -> None:
     """SIGTERM every daemon the state names and wait, so dockerd unmounts its own mounts."""
     pids = [pid for pid in state.dockerd_pids.values()]
     pids += [pid for pid in (state.forwarder_pid, state.consul_pid) if pid]
-    live = [pid for pid in pids if procs.is_alive(pid)]
+    live = [pid for pid in pids if owned(layout, pid)]
     if not live:
         return
     with ThreadPoolExecutor(max_workers=len(live)) as pool:
@@ -70,7 +85,7 @@ def stop_daemons_gracefully(state: SandboxState, timeout: float = 20.0) -> None:
 
 def teardown(ip: str, layout: SandboxLayout, state: SandboxState | None) -> None:
     if state is not None:
-        stop_daemons_gracefully(state)
+        stop_daemons_gracefully(layout, state)
     # Whatever survived (a crashed run's shims and containers, a daemon we never
     # recorded) is killed outright: there is nothing left to shut down cleanly.
     for _ in range(5):

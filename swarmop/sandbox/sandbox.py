@@ -114,15 +114,15 @@ class Sandbox:
         found = []
         for node in layout.nodes(state.node_count):
             pid = state.dockerd_pids.get(node.hostname, 0)
-            if not procs.is_alive(pid):
+            if not cleanup.owned(layout, pid):
                 found.append(f"dockerd of {node.hostname} is not running")
             elif not dockerd.answers(node.docker_host):
                 found.append(f"dockerd of {node.hostname} does not answer")
-        if not procs.is_alive(state.consul_pid or 0):
+        if not cleanup.owned(layout, state.consul_pid):
             found.append("Consul is not running")
         elif not consul_agent.has_leader(state.consul_ports.http):
             found.append("Consul has no leader")
-        if not procs.is_alive(state.forwarder_pid or 0):
+        if not cleanup.owned(layout, state.forwarder_pid):
             found.append("the Consul forwarder into the swarm is not running")
         return found
 
@@ -159,6 +159,10 @@ class Sandbox:
         with self._locked():
             current = self._state()
             cleanup.teardown(tools.ip, self._layout(current), current)
+            # The lock file is the last trace of the sandbox. A concurrent caller
+            # blocked on it then holds a lock on a removed file: harmless, since
+            # it finds nothing to act on or starts from scratch.
+            SandboxLayout.for_name(self.name).lock_file.unlink(missing_ok=True)
 
     def _choose_subnet_index(self) -> int:
         index = preferred_subnet_index(self.name)
@@ -267,7 +271,9 @@ class Sandbox:
         with self._locked():
             state = self._running_state()
             self._node(state, hostname)
-            procs.stop(state.dockerd_pids.get(hostname, 0), timeout=timeout)
+            pid = state.dockerd_pids.get(hostname, 0)
+            if cleanup.owned(self._layout(state), pid):
+                procs.stop(pid, timeout=timeout)
 
     def start_node(self, hostname: str) -> None:
         """Start a stopped node's dockerd on its kept data; it rejoins the swarm by itself."""
@@ -275,7 +281,7 @@ class Sandbox:
         with self._locked():
             state = self._running_state()
             node = self._node(state, hostname)
-            if procs.is_alive(state.dockerd_pids.get(hostname, 0)):
+            if cleanup.owned(self._layout(state), state.dockerd_pids.get(hostname, 0)):
                 return
             state.dockerd_pids[hostname] = dockerd.start(tools, node)
             self._save(state)
@@ -289,13 +295,14 @@ class Sandbox:
         """Stop the Consul agent. It runs in dev mode: a restart starts with an empty store."""
         with self._locked():
             state = self._running_state()
-            procs.stop(state.consul_pid or 0)
+            if cleanup.owned(self._layout(state), state.consul_pid):
+                procs.stop(state.consul_pid or 0)
 
     def start_consul(self) -> None:
         tools = find_tools()
         with self._locked():
             state = self._running_state()
-            if procs.is_alive(state.consul_pid or 0):
+            if cleanup.owned(self._layout(state), state.consul_pid):
                 return
             assert state.consul_ports is not None
             layout = self._layout(state)
@@ -311,11 +318,12 @@ class Sandbox:
         state = self._running_state()
         self._node(state, hostname)
         pid = state.dockerd_pids.get(hostname)
-        return pid if pid and procs.is_alive(pid) else None
+        return pid if pid and cleanup.owned(self._layout(state), pid) else None
 
     def consul_pid(self) -> int | None:
         state = self._running_state()
-        return state.consul_pid if state.consul_pid and procs.is_alive(state.consul_pid) else None
+        pid = state.consul_pid
+        return pid if pid and cleanup.owned(self._layout(state), pid) else None
 
     def run_in_node(
         self, hostname: str, argv: Sequence[str], timeout: float = 60.0, check: bool = False

@@ -86,7 +86,7 @@ def snapshot(layout: SandboxLayout) -> HostSnapshot:
 
     processes = set(sandbox_pids(layout)) | set(find_pids(ours))
     points = mount_points()
-    files = [str(p) for p in (layout.run_dir, layout.data_dir) if p.exists()]
+    files = [str(p) for p in (layout.run_dir, layout.data_dir, layout.lock_file) if p.exists()]
     return HostSnapshot(
         own_processes=frozenset(f"{pid} {' '.join(cmdline(pid))[:120]}" for pid in processes),
         own_netns=frozenset(n for n in list_netns() if layout.netns_pattern.match(n)),

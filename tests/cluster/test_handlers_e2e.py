@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,6 +41,8 @@ def operator(sandbox: SandboxInfo, prefix: str) -> Iterator[OperatorRunner]:
         prefix=prefix,
         resync_interval=20.0,
     )
+    # The event log takes what the process log lets through (`--log-level info`).
+    logging.getLogger("swarmop").setLevel(logging.INFO)
     with OperatorRunner(settings, registry=default_registry) as runner:
         yield runner
     assert runner.exception is None

@@ -20,8 +20,8 @@ demo: setup
 	$(BIN)/swarmop sandbox status --name $(SANDBOX)
 
 lint:
-	$(BIN)/ruff check swarmop handlers tui templates tests bench
-	$(BIN)/ruff format --check swarmop handlers tui templates tests bench
+	$(BIN)/ruff check swarmop handlers tui templates tests bench examples
+	$(BIN)/ruff format --check swarmop handlers tui templates tests bench examples
 
 typecheck:
 	$(BIN)/mypy swarmop

@@ -247,6 +247,11 @@ class SwarmopApp(App[None]):
 
         self.source.watch_events(sink, self._stop)
 
+    async def actions_done(self) -> None:
+        """Wait for scale/availability writes in flight (the polling threads never end)."""
+        for worker in [w for w in self.workers if w.group == "actions"]:
+            await worker.wait()
+
     def action_refresh_now(self) -> None:
         self._wake.set()
 

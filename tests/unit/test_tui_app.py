@@ -102,7 +102,7 @@ async def test_scale_from_modal_writes_desired_and_shows_progress_until_converge
         await pilot.press("s")
         assert isinstance(app.screen, ScaleScreen)
         await pilot.press("4", "enter")
-        await app.workers.wait_for_complete()
+        await app.actions_done()
         await pilot.pause()
         assert writer.calls == [("replicas", "web", "4")]
         web_id = service_id("web")
@@ -122,10 +122,10 @@ async def test_scale_command_goes_through_the_gate() -> None:
     async with app.run_test(size=SIZE) as pilot:
         load(app)
         app.run_command(":scale api 3")
-        await app.workers.wait_for_complete()
+        await app.actions_done()
         await pilot.pause()
         app.run_command(":scale api lots")
-        await app.workers.wait_for_complete()
+        await app.actions_done()
         assert writer.calls == [("replicas", "api", "3")]
 
 
@@ -141,7 +141,7 @@ async def test_drain_asks_with_impact_then_records_desired_availability() -> Non
         assert {t.service_name for t in screen.impact.moving} == {"db", "web"}
         assert any("single-writer" in w for w in screen.impact.warnings)
         await pilot.press("y")
-        await app.workers.wait_for_complete()
+        await app.actions_done()
         assert writer.calls == [("availability", "node-2", "drain")]
 
 
@@ -153,7 +153,7 @@ async def test_cancelled_drain_writes_nothing() -> None:
         select(app, "nodes", node_id("node-2"))
         await pilot.press("d")
         await pilot.press("n")
-        await app.workers.wait_for_complete()
+        await app.actions_done()
         assert writer.calls == []
         assert not isinstance(app.screen, ConfirmAvailabilityScreen)
 
@@ -173,7 +173,7 @@ async def test_read_only_refuses_scale_and_drain() -> None:
             assert not isinstance(app.screen, ConfirmAvailabilityScreen)
         app.run_command(":scale web 5")
         app.run_command(":drain node-2")
-        await app.workers.wait_for_complete()
+        await app.actions_done()
         assert writer.calls == []
         assert "READ-ONLY" in app.status_text().plain
 

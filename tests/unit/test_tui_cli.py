@@ -1,0 +1,34 @@
+"""`swarmop tui` registers without loading Textual."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CHECK = """
+import argparse, sys
+import swarmop.cli.tui as tui
+parser = argparse.ArgumentParser()
+tui.register(parser.add_subparsers())
+args = parser.parse_args(["tui", "--read-only", "--prefix", "p"])
+assert args.read_only and args.prefix == "p" and callable(args.handler)
+print("textual" in sys.modules)
+"""
+
+
+def test_registering_the_subcommand_does_not_import_textual() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False"
+
+
+def test_bad_consul_address_is_a_clear_error(capsys: object) -> None:
+    import argparse  # noqa: PLC0415
+
+    from swarmop.cli import tui  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser()
+    tui.register(parser.add_subparsers())
+    args = parser.parse_args(["tui", "--consul-addr", "ftp://nowhere:1"])
+    assert args.handler(args) == 2

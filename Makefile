@@ -16,8 +16,7 @@ setup-venv:
 	@bash scripts/setup-venv.sh
 
 demo: setup
-	$(BIN)/swarmop sandbox up --name $(SANDBOX) --example
-	$(BIN)/swarmop sandbox status --name $(SANDBOX)
+	@SANDBOX=$(SANDBOX) bash scripts/demo.sh
 
 lint:
 	$(BIN)/ruff check swarmop handlers tui templates tests bench examples

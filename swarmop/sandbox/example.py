@@ -84,7 +84,16 @@ def _create(
     )
 
 
-def deploy(api: docker.APIClient, hostnames: list[str]) -> None:
+def nginx_agent_env(consul_addr_in_swarm: str) -> dict[str, str]:
+    """The proxy agent beside nginx watches its config key in Consul (docs/proxy.md)."""
+    return {
+        "CONSUL_HTTP_ADDR": consul_addr_in_swarm,
+        "SWARMOP_PROXY_SERVICE": NGINX_SERVICE,
+        "SWARMOP_AGENT_NAME": "{{.Node.Hostname}}-{{.Task.Slot}}",
+    }
+
+
+def deploy(api: docker.APIClient, hostnames: list[str], *, consul_addr_in_swarm: str) -> None:
     _label_ssd_node(api, ssd_node_hostname(hostnames))
     _ensure_network(api)
     _create(
@@ -110,7 +119,7 @@ def deploy(api: docker.APIClient, hostnames: list[str]) -> None:
     _create(
         api,
         NGINX_SERVICE,
-        docker.types.ContainerSpec(NGINX_IMAGE),
+        docker.types.ContainerSpec(NGINX_IMAGE, env=nginx_agent_env(consul_addr_in_swarm)),
         replicas=1,
         labels={},
         ports=[{"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 80, "PublishMode": "host"}],

@@ -248,7 +248,11 @@ class Sandbox:
         layout = self._layout(state)
         api = dockerd.api_client(layout.node(1).docker_host)
         try:
-            example.deploy(api, [node.hostname for node in layout.nodes(state.node_count)])
+            example.deploy(
+                api,
+                [node.hostname for node in layout.nodes(state.node_count)],
+                consul_addr_in_swarm=layout.consul_in_swarm,
+            )
         finally:
             api.close()
 

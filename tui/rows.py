@@ -146,7 +146,7 @@ def _reconcile_cell(outcome: str | None, message: str, retries: int) -> Cell:
 
 
 def scale_converged(service: ServiceRecord, target: int) -> bool:
-    return service.spec_replicas == target and service.running == target
+    return bool(service.spec_replicas == target and service.running == target)
 
 
 def service_replicas_cell(service: ServiceRecord, scaling_to: int | None) -> Cell:

@@ -18,6 +18,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--docker-host", help="Docker API of a manager (default: $DOCKER_HOST)")
     parser.add_argument(
+        "--docker-insecure",
+        action="store_true",
+        help="allow a plaintext tcp:// Docker API that is not on loopback",
+    )
+    parser.add_argument(
         "--consul-addr", help="Consul HTTP address (default: $CONSUL_HTTP_ADDR; none: labels only)"
     )
     parser.add_argument("--consul-token", help="Consul ACL token (default: $CONSUL_HTTP_TOKEN)")
@@ -39,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         connection = resolve_connection(
             docker_host=args.docker_host,
+            docker_insecure=args.docker_insecure,
             consul_addr=args.consul_addr,
             consul_token=args.consul_token,
             consul_cacert=args.consul_cacert,

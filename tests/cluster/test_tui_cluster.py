@@ -250,3 +250,41 @@ async def test_filter_and_operator_event_in_the_log(
             ),
             "the operator event in the log",
         )
+
+
+async def test_scale_from_the_tui_converges_with_the_operator_running(
+    sandbox: SandboxInfo,
+    tracker: Tracker,
+    docker_api: docker.APIClient,
+    prefix: str,
+) -> None:
+    import swarmop.handlers  # noqa: F401, PLC0415 - registers the built-in handlers
+
+    from swarmop.settings import Settings, resolve_consul, resolve_docker  # noqa: PLC0415
+    from swarmop.testing import OperatorRunner  # noqa: PLC0415
+
+    name = unique("tui-converge")
+    service_id = tracker.create_service(
+        name, replicas=1, labels={"swarmop.replicas": "1"}, command=["sleep", "3600"]
+    )
+    settings = Settings(
+        docker=resolve_docker(host=sandbox.manager_docker_host, env={}),
+        consul=resolve_consul(addr=sandbox.consul_http_addr, env={}),
+        prefix=prefix,
+        resync_interval=20.0,
+    )
+    with OperatorRunner(settings):
+        app = make_app(sandbox, prefix)
+        async with app.run_test(size=SIZE) as pilot:
+            await show_row(pilot, app, "services", service_id)
+            await pilot.press("s", "2", "enter")
+            await eventually(
+                pilot,
+                lambda: cell(app, "services", service_id, "replicas") == "2/2",
+                "the service to converge at 2/2 in the row",
+                limit=90,
+            )
+            assert cell(app, "services", service_id, "desired") == "2 (consul)"
+            assert service_id not in app.scaling
+    spec = docker_api.inspect_service(service_id)["Spec"]
+    assert spec["Mode"]["Replicated"]["Replicas"] == 2

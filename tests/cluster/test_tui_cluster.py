@@ -288,3 +288,51 @@ async def test_scale_from_the_tui_converges_with_the_operator_running(
             assert service_id not in app.scaling
     spec = docker_api.inspect_service(service_id)["Spec"]
     assert spec["Mode"]["Replicated"]["Replicas"] == 2
+
+
+async def test_drain_from_the_tui_moves_tasks_with_the_operator_running(
+    sandbox: SandboxInfo,
+    tracker: Tracker,
+    docker_api: docker.APIClient,
+    prefix: str,
+) -> None:
+    import swarmop.handlers  # noqa: F401, PLC0415 - registers the built-in handlers
+
+    from swarmop.settings import Settings, resolve_consul, resolve_docker  # noqa: PLC0415
+    from swarmop.testing import OperatorRunner  # noqa: PLC0415
+
+    node = worker_node(docker_api)
+    tracker.node(node["ID"])
+    hostname = node["Description"]["Hostname"]
+    service_id = tracker.create_service(unique("tui-move"), replicas=3, command=["sleep", "3600"])
+    settings = Settings(
+        docker=resolve_docker(host=sandbox.manager_docker_host, env={}),
+        consul=resolve_consul(addr=sandbox.consul_http_addr, env={}),
+        prefix=prefix,
+        resync_interval=20.0,
+    )
+
+    def tasks_on_node() -> int:
+        tasks = docker_api.tasks(filters={"service": service_id, "desired-state": "running"})
+        return sum(1 for t in tasks if t.get("NodeID") == node["ID"])
+
+    with OperatorRunner(settings):
+        app = make_app(sandbox, prefix)
+        async with app.run_test(size=SIZE) as pilot:
+            await eventually(
+                pilot,
+                lambda: (
+                    app.snapshot.services.get(service_id)
+                    and app.snapshot.services[service_id].running == 3
+                ),
+                "3 running tasks",
+            )
+            await show_row(pilot, app, "nodes", node["ID"])
+            await pilot.press("d", "y")
+            await eventually(
+                pilot,
+                lambda: cell(app, "nodes", node["ID"], "availability") == "drain",
+                f"{hostname} drained by the operator",
+                limit=90,
+            )
+            await eventually(pilot, lambda: tasks_on_node() == 0, "tasks to leave the node", 90)

@@ -23,8 +23,7 @@ lint:
 	$(BIN)/ruff format --check swarmop handlers tui templates tests bench examples
 
 typecheck:
-	$(BIN)/mypy swarmop
-	$(BIN)/mypy handlers tui --follow-imports=silent
+	@bash scripts/typecheck.sh
 
 # The whole suite: lint, types, unit tests, then the cluster tests against a
 # real sandbox swarm that the test session brings up and tears down itself.

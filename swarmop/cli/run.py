@@ -15,7 +15,8 @@ from pathlib import Path
 import anyio
 
 from swarmop.errors import ConfigurationError
-from swarmop.reactor.operator import Operator
+from swarmop.ha import HASettings, Leadership
+from swarmop.reactor.operator import Operator, new_instance_id
 from swarmop.registry import default_registry
 from swarmop.settings import (
     DEFAULT_PREFIX,
@@ -74,6 +75,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--http", metavar="ADDR:PORT", help="serve /healthz, /readyz and /status here"
     )
+    parser.add_argument(
+        "--ha",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="leader election through a Consul lock, so several instances can run "
+        "(default: on when Consul is configured)",
+    )
+    parser.add_argument(
+        "--instance-id", help="this instance's name in logs and status (default: host-pid-random)"
+    )
+    parser.add_argument(
+        "--ha-ttl",
+        type=float,
+        default=HASettings.ttl,
+        help="leader session TTL in seconds, >= 10 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--ha-lock-delay",
+        type=float,
+        default=HASettings.lock_delay,
+        help="Consul lock-delay after a leader's session ends (default %(default)s)",
+    )
     parser.set_defaults(handler=run_command)
 
 
@@ -130,6 +153,29 @@ def build_settings(args: argparse.Namespace) -> Settings:
         http=parse_http_addr(args.http) if args.http else None,
         log_level=args.log_level,
         log_format=args.log_format,
+        instance=getattr(args, "instance_id", None) or new_instance_id(),
+    )
+
+
+def build_leadership(args: argparse.Namespace, settings: Settings) -> Leadership | None:
+    """None (a single instance) without Consul or with --no-ha."""
+    wanted = getattr(args, "ha", None)
+    if settings.consul is None:
+        if wanted:
+            raise ConfigurationError("--ha needs Consul: set --consul-addr or CONSUL_HTTP_ADDR")
+        return None
+    if wanted is False:
+        return None
+    try:
+        ha = HASettings(
+            ttl=getattr(args, "ha_ttl", HASettings.ttl),
+            lock_delay=getattr(args, "ha_lock_delay", HASettings.lock_delay),
+        )
+    except ValueError as error:
+        raise ConfigurationError(str(error)) from None
+    assert settings.instance is not None
+    return Leadership(
+        settings.consul, prefix=settings.prefix, instance=settings.instance, settings=ha
     )
 
 
@@ -138,13 +184,14 @@ def run_command(args: argparse.Namespace) -> int:
     log = logging.getLogger("swarmop")
     try:
         settings = build_settings(args)
+        leadership = build_leadership(args, settings)
         load_handlers(args.files, args.modules)
     except (ConfigurationError, ImportError, SyntaxError) as error:
         log.error("%s", error)
         return 2
     if not default_registry.all():
         log.warning("no handlers registered: the operator will only watch and publish status")
-    operator = Operator(settings, default_registry)
+    operator = Operator(settings, default_registry, leadership)
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:

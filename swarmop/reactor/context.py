@@ -15,6 +15,7 @@ import anyio.to_thread
 from swarmop.clients.consul import ConsulKV
 from swarmop.clients.docker import DockerReader
 from swarmop.desired import DesiredState, merge_desired
+from swarmop.ha.gate import OPEN_GATE, WriteGate
 from swarmop.reactor.board import StatusBoard
 from swarmop.reactor.store import StateStore
 from swarmop.registry import Registry
@@ -39,6 +40,8 @@ class Context:
     store: StateStore
     board: StatusBoard
     memo: Memo = field(default_factory=Memo)
+    gate: WriteGate = OPEN_GATE
+    """Checked before every write (swarmop.ha: refuses unless this instance leads)."""
     docker_limiter: anyio.CapacityLimiter = field(init=False)
     consul_limiter: anyio.CapacityLimiter = field(init=False)
     handler_limiter: anyio.CapacityLimiter = field(init=False)
@@ -106,6 +109,12 @@ class Cluster:
     @property
     def prefix(self) -> str:
         return self._context.prefix
+
+    @property
+    def before_write(self) -> Callable[[str, int], None]:
+        """Pass as `before_write=` to swarm_write.update_service/update_node: with
+        several instances (swarmop.ha) it refuses unless this one leads."""
+        return self._context.gate.before_write
 
     def services(self) -> list[ServiceView]:
         reader = self._context.reader

@@ -15,6 +15,7 @@ import anyio
 from swarmop.clients.consul import ConsulKV
 from swarmop.clients.docker import DockerReader, make_api
 from swarmop.errors import PermanentError, TemporaryError
+from swarmop.ha import OPEN_GATE, Leadership
 from swarmop.planning.progress import backoff_delay
 from swarmop.reactor import watchers
 from swarmop.reactor.board import StatusBoard
@@ -43,8 +44,11 @@ def new_instance_id() -> str:
 class Operator:
     """One operator instance. `run()` until `stop()`; safe to stop from any task."""
 
-    def __init__(self, settings: Settings, registry: Registry) -> None:
+    def __init__(
+        self, settings: Settings, registry: Registry, leadership: Leadership | None = None
+    ) -> None:
         self.settings = settings
+        self.leadership = leadership
         self.registry = registry
         self.instance = settings.instance or new_instance_id()
         self.board = StatusBoard(
@@ -53,7 +57,7 @@ class Operator:
                 pid=os.getpid(),
                 host=socket.gethostname(),
                 started=time.time(),
-                leader=True,
+                leader=leadership is None,
             )
         )
         self._stop = anyio.Event()
@@ -63,11 +67,15 @@ class Operator:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.leadership is not None:
+            self.leadership.resign()  # hand over now: writes stop, the lock is released
 
     async def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
         settings = self.settings
         api = make_api(settings.docker)
         kv = ConsulKV(settings.consul) if settings.consul is not None else None
+        if kv is not None and self.leadership is not None:
+            kv = self.leadership.guard(kv)  # every write carries check-session on the lock
         store: StateStore = (
             ConsulStateStore(kv, settings.prefix) if kv is not None else MemoryStateStore()
         )
@@ -79,8 +87,17 @@ class Operator:
             kv=kv,
             store=store,
             board=self.board,
+            gate=self.leadership.gate if self.leadership is not None else OPEN_GATE,
         )
         self.context = ctx
+        if self.leadership is None:
+            self.board.record(
+                "operator",
+                "",
+                logging.WARNING,
+                "NOT highly available: leader election is off (no Consul, or --no-ha); "
+                "run exactly one instance of this operator",
+            )
         if kv is None:
             self.board.record(
                 "operator",
@@ -103,7 +120,17 @@ class Operator:
                 if settings.http is not None:
                     host, port = settings.http
                     outer.start_soon(serve_http, host, port, self.board, self._probes, self._bound)
-                if kv is not None:
+                if kv is not None and self.leadership is not None:
+                    outer.start_soon(self.leadership.run)
+                    # Only the leader publishes status and <prefix>/operator.
+                    outer.start_soon(
+                        self.leadership.while_leading,
+                        run_publisher,
+                        self.board,
+                        kv,
+                        settings.prefix,
+                    )
+                elif kv is not None:
                     outer.start_soon(run_publisher, self.board, kv, settings.prefix)
                 await self._run_operator_handlers(ctx, Reason.STARTUP)
                 await self._run_reactor(ctx, on_ready)
@@ -140,7 +167,7 @@ class Operator:
         async with anyio.create_task_group() as workers:
             queue = ObjectQueue(
                 workers,
-                lambda key, hints: process(ctx, key, hints),
+                lambda key, hints: self._process(ctx, key, hints),
                 ctx.object_limiter,
                 on_error=self._object_error,
             )
@@ -163,6 +190,15 @@ class Operator:
                         await consul_ready.wait()
                 watching.start_soon(watchers.watch_docker, ctx, touch, mark_docker)
                 watching.start_soon(watchers.resync_timer, ctx, touch)
+                if self.leadership is not None:
+                    # Elected: relist so every object is reconciled (a standby skipped
+                    # them); demoted: timers and daemons stop with the writes.
+                    watching.start_soon(
+                        self.leadership.follow,
+                        self.board,
+                        lambda: watchers.relist(ctx, touch),
+                        spawner.stop_all,
+                    )
                 await self._stop.wait()
                 self.board.record("operator", "", logging.INFO, "stopping")
                 watching.cancel_scope.cancel()
@@ -174,6 +210,11 @@ class Operator:
                 while queue.busy():  # noqa: ASYNC110
                     await anyio.sleep(0.05)
             workers.cancel_scope.cancel()
+
+    async def _process(self, ctx: Context, key: Key, hints: list[Any]) -> float | None:
+        if not ctx.gate.allows():
+            return None  # a standby watches only; the relist on election catches up
+        return await process(ctx, key, hints)
 
     def _object_error(self, key: Key, error: Exception) -> None:
         self.board.record(key[0], key[1], logging.WARNING, f"processing failed: {error}")

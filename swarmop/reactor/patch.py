@@ -8,6 +8,7 @@ concurrent writer's change to any other field survives.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -101,8 +102,14 @@ async def apply_patch(
         written.update(copy.deepcopy(spec))
         return None
 
-    if kind == "service":
-        result = await ctx.docker(swarm_write.update_service, ctx.api, object_id, mutate)
-    else:
-        result = await ctx.docker(swarm_write.update_node, ctx.api, object_id, mutate)
+    update = swarm_write.update_service if kind == "service" else swarm_write.update_node
+    # The gate (swarmop.ha) vetoes the write unless this instance leads, and
+    # counts it in flight so a resigning leader waits for it before handing over.
+    with ctx.gate.writing():
+        result = await ctx.docker(
+            functools.partial(update, before_write=ctx.gate.before_write),
+            ctx.api,
+            object_id,
+            mutate,
+        )
     return written if result.changed and written else None

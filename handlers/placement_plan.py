@@ -265,8 +265,10 @@ def plan_placement(
                 f"placement for database {facts.name} not applied: no node satisfies "
                 f"{', '.join(merged) or 'it'}; the database stays where it runs"
             )
-            return PlacementPlan(None, None, Status.blocked(message), notes.freeze())
-        status = Status.blocked(message)
+            return PlacementPlan(None, None, Status.blocked(message, recheck=True), notes.freeze())
+        # The fix is a node label or a node coming back: another object, so
+        # no change to this service announces it; looked at again.
+        status = Status.blocked(message, recheck=True)
     else:
         status = _fit_status(facts, intent, schedulable, cluster_db)
 

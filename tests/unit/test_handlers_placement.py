@@ -185,6 +185,7 @@ def test_unsatisfiable_placement_not_applied_to_a_database() -> None:
     )
     assert not plan.writes
     assert plan.status.outcome is Outcome.BLOCKED
+    assert plan.status.recheck  # a node label (another object) is the fix
     assert plan.status.message.startswith("unschedulable:")
     assert any(line.level is Level.WARNING and "not applied" in line.text for line in plan.log)
 
@@ -197,6 +198,7 @@ def test_unsatisfiable_placement_on_plain_service_is_applied_and_reported() -> N
     )
     assert plan.constraints == ("node.labels.storage==nvme",)
     assert plan.status.outcome is Outcome.BLOCKED
+    assert plan.status.recheck
     assert "unschedulable" in plan.status.message
 
 

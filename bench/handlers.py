@@ -6,9 +6,11 @@
 Pure parts: render time for 1,000 services x 10 tasks; publishes (= reloads)
 for a burst of 100 upstream changes within one second, through the same
 keeper the proxy daemon runs. Cluster parts (a running sandbox, e.g.
-`swarmop sandbox up --name NAME`): time from a `swarmop.replicas` change to
-the tasks running, and from a task change (a scale) to the new task's address
-in the proxy config published to Consul.
+`swarmop sandbox up --name NAME`), with the built-in handlers and the real
+nginx + agent on a worker: time from a `swarmop.replicas` change to the tasks
+running, and from that task change to a config listing exactly the running
+tasks, published in Consul and reported live by the agent (after `nginx -t`
+and the reload).
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ from swarmop.clients.swarm_write import update_service
 from swarmop.desired import merge_desired
 from swarmop.proxy.debounce import ReloadDebouncer
 from swarmop.proxy.plan import ProxyPlan, ProxyServiceInput, plan_proxy
-from swarmop.proxy.publish import PublishResult
-from swarmop.proxy.render import NginxRenderer
+from swarmop.proxy.publish import PublishResult, proxy_keys, read_agent_status
+from swarmop.proxy.render import NginxRenderer, config_hash
 from swarmop.registry import default_registry
 from swarmop.sandbox import Sandbox
-from swarmop.sandbox.info import BUSYBOX_IMAGE
+from swarmop.sandbox.info import BUSYBOX_IMAGE, NGINX_IMAGE
 from swarmop.settings import Settings, resolve_consul, resolve_docker
 from swarmop.testing import OperatorRunner
 
@@ -104,8 +106,32 @@ def _wait(check: Any, timeout: float = 120.0) -> float:
     return time.monotonic() - start
 
 
-def bench_cluster(name: str, rounds: int) -> None:
+def _addresses_on(task: dict[str, Any], network: str) -> list[str]:
+    return [
+        address.split("/")[0]
+        for attachment in task.get("NetworksAttachments") or []
+        if attachment["Network"]["Spec"]["Name"] == network
+        for address in attachment.get("Addresses") or []
+    ]
 
+
+def _summary(label: str, values: list[float]) -> str:
+    return (
+        f"{label}: median {statistics.median(values):.2f} s, "
+        f"min {min(values):.2f} s, max {max(values):.2f} s (n={len(values)})"
+    )
+
+
+def _wait_for(produce: Any, timeout: float = 120.0) -> Any:
+    start = time.monotonic()
+    while (value := produce()) is None:
+        if time.monotonic() - start > timeout:
+            raise TimeoutError("no convergence")
+        time.sleep(0.05)
+    return value
+
+
+def bench_cluster(name: str, rounds: int) -> None:
     info = Sandbox(name).info()
     if info is None:
         raise SystemExit(f"sandbox {name!r} is not up")
@@ -122,28 +148,43 @@ def bench_cluster(name: str, rounds: int) -> None:
     network = f"{prefix}-net"
     api.create_network(network, driver="overlay", attachable=True, scope="swarm")
     service_name = f"{prefix}-web"
-    task = docker.types.TaskTemplate(
-        container_spec=docker.types.ContainerSpec(BUSYBOX_IMAGE, command=SLEEPER),
-        networks=[docker.types.NetworkAttachmentConfig(network)],
-    )
     created = api.create_service(
-        task,
+        docker.types.TaskTemplate(
+            container_spec=docker.types.ContainerSpec(BUSYBOX_IMAGE),  # httpd on 8080
+            networks=[docker.types.NetworkAttachmentConfig(network)],
+        ),
         name=service_name,
-        labels={"swarmop.replicas": "1", "swarmop.proxy.host": "bench.local"},
+        labels={
+            "swarmop.replicas": "1",
+            "swarmop.proxy.host": "bench.local",
+            "swarmop.proxy.port": "8080",
+        },
         mode=docker.types.ServiceMode("replicated", replicas=1),
         endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),
     )
     service_id = created["ID"]
-    proxy_name = f"{prefix}-proxy"
+    # The real nginx with its agent, on a worker: "live" is what the agent
+    # reports after `nginx -t` and the reload, not just the Consul write.
+    proxy_name = f"{prefix}-nginx"
     proxy = api.create_service(
         docker.types.TaskTemplate(
-            container_spec=docker.types.ContainerSpec(BUSYBOX_IMAGE, command=SLEEPER)
+            container_spec=docker.types.ContainerSpec(
+                NGINX_IMAGE,
+                env=[
+                    f"CONSUL_HTTP_ADDR={info.consul_addr_in_swarm}",
+                    f"SWARMOP_PROXY_SERVICE={proxy_name}",
+                    f"SWARMOP_PREFIX={prefix}",
+                ],
+            ),
+            networks=[docker.types.NetworkAttachmentConfig(network)],
+            placement=docker.types.Placement(constraints=["node.role==worker"]),
         ),
         name=proxy_name,
-        mode=docker.types.ServiceMode("replicated", replicas=0),
+        mode=docker.types.ServiceMode("replicated", replicas=1),
+        endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),
     )
     proxy_module.PROXY_SERVICE = proxy_name
-    config_key = f"{prefix}/proxy/{proxy_name}/config"
+    keys = proxy_keys(prefix, proxy_name)
 
     def set_replicas(count: int) -> None:
         def change(spec: dict[str, Any]) -> None:
@@ -151,35 +192,51 @@ def bench_cluster(name: str, rounds: int) -> None:
 
         update_service(api, service_id, change)
 
-    def config_has_all() -> bool:
-        _, item = kv.kv.get(config_key)
+    def published() -> tuple[str, str] | None:
+        """(config, hash) when the config in Consul holds exactly the running tasks."""
+        _, item = kv.kv.get(keys["config"])
         if item is None or not item.get("Value"):
-            return False
+            return None
         text = item["Value"].decode()
-        running = _running(api, service_id)
-        addresses = [
-            address.split("/")[0]
-            for task in running
-            for attachment in task.get("NetworksAttachments") or []
-            if attachment["Network"]["Spec"]["Name"] == network
-            for address in attachment.get("Addresses") or []
-        ]
-        return bool(addresses) and all(f"{address}:80" in text for address in addresses)
+        addresses = sorted(
+            address
+            for task in _running(api, service_id)
+            for address in _addresses_on(task, network)
+        )
+        listed = sorted(
+            line.split()[1].rsplit(":", 1)[0]
+            for line in text.splitlines()
+            if line.strip().startswith("server ") and line.strip().endswith(":8080;")
+        )
+        if not addresses or listed != addresses:
+            return None
+        return text, config_hash(text)
+
+    def live(expected: str) -> bool:
+        statuses = read_agent_status(kv, prefix=prefix, proxy_service=proxy_name)
+        return bool(statuses) and all(s.ok and s.live_hash == expected for s in statuses.values())
 
     scale_times: list[float] = []
-    proxy_times: list[float] = []
+    publish_times: list[float] = []
+    live_times: list[float] = []
     try:
         with OperatorRunner(settings, registry=default_registry):
-            _wait(lambda: len(_running(api, service_id)) == 1)
-            _wait(config_has_all)
+            _wait(lambda: len(_running(api, service_id)) == 1 and len(_running(api, proxy["ID"])))
+            first = _wait_for(published)
+            _wait(lambda: live(first[1]))
             for index in range(rounds):
                 target = 3 if index % 2 == 0 else 1
                 start = time.monotonic()
                 set_replicas(target)
                 _wait(lambda t=target: len(_running(api, service_id)) == t)
-                scale_times.append(time.monotonic() - start)
-                # From the moment the tasks run to the config holding all of them.
-                proxy_times.append(_wait(config_has_all))
+                tasks_done = time.monotonic()
+                scale_times.append(tasks_done - start)
+                # From the moment the tasks run (or stopped) to the config holding
+                # exactly them: in Consul, then live in nginx on the worker.
+                _, expected = _wait_for(published)
+                publish_times.append(time.monotonic() - tasks_done)
+                _wait(lambda h=expected: live(h))
+                live_times.append(time.monotonic() - tasks_done)
     finally:
         api.remove_service(service_id)
         api.remove_service(proxy["ID"])
@@ -188,12 +245,11 @@ def bench_cluster(name: str, rounds: int) -> None:
         with contextlib.suppress(docker.errors.APIError):
             api.remove_network(network)
     print(
-        f"swarmop.replicas change -> tasks running ({rounds} scales 1<->3): median "
-        f"{statistics.median(scale_times):.2f} s, max {max(scale_times):.2f} s"
+        _summary(f"swarmop.replicas change -> tasks running ({rounds} scales 1<->3)", scale_times)
     )
+    print(_summary("task change -> proxy config published in Consul", publish_times))
     print(
-        f"task change -> proxy config published with every running task: median "
-        f"{statistics.median(proxy_times):.2f} s, max {max(proxy_times):.2f} s"
+        _summary("task change -> proxy config live (agent status, nginx on a worker)", live_times)
     )
 
 

@@ -42,6 +42,10 @@ class ReplicaIntent:
     desired: int | None = None  # None: swarmop.replicas not set
     desired_error: str | None = None  # the field's error, when its value is invalid
     single_writer_db: bool = False
+    # The desired count itself changed since the last handled state (or the
+    # service is new to the operator): a spec that differs is then the user's
+    # new wish being applied, not drift.
+    desired_changed: bool = False
     dependencies: DependencyCheck = field(default_factory=lambda: DependencyCheck(ready=True))
 
 
@@ -163,6 +167,8 @@ def plan_replicas(facts: ReplicaFacts, intent: ReplicaIntent) -> ReplicaPlan:
                 f"dependencies of {facts.name} run ({', '.join(deps.dependencies)}): "
                 f"scaling to {target} replicas"
             )
+        elif intent.desired_changed and intent.desired is not None:
+            notes.info(f"swarmop.replicas of {facts.name} is {target}: scaling {spec} -> {target}")
         else:
             notes.warning(
                 f"replica drift on {facts.name}: spec has {spec}, desired {target}; restoring"

@@ -70,11 +70,22 @@ def _dependencies(
     return check_dependencies(service.name, graph, running)
 
 
+def replicas_changed(desired: DesiredState, old: Any) -> bool:
+    """Whether `replicas` differs from the last handled essence (True when there is none)."""
+    if not isinstance(old, Mapping):
+        return True
+    before = old.get("desired")
+    if not isinstance(before, Mapping):
+        return True
+    return bool(before.get("replicas") != desired.value("replicas"))
+
+
 def plan_service(
     service: swarmop.ServiceView,
     desired: DesiredState,
     cluster: Any,
     tasks: list[swarmop.TaskView],
+    old: Any = None,
 ) -> tuple[ReplicaPlan, PlacementPlan | None]:
     role = desired.value("role")
     single_writer = role == "db" and not desired.value("db.cluster", False)
@@ -84,6 +95,7 @@ def plan_service(
             desired=desired.value("replicas"),
             desired_error=f.field_error(desired, "replicas"),
             single_writer_db=single_writer,
+            desired_changed=replicas_changed(desired, old),
             dependencies=_dependencies(service, desired, cluster),
         ),
     )
@@ -165,10 +177,11 @@ def reconcile_service(
     desired: DesiredState,
     cluster: Any,
     logger: logging.Logger,
+    old: Any = None,
     **_: Any,
 ) -> None:
     tasks = service.tasks()
-    replica_plan, placement_plan = plan_service(service, desired, cluster, tasks)
+    replica_plan, placement_plan = plan_service(service, desired, cluster, tasks, old)
     edit = service_edit(replica_plan, placement_plan)
     emit(logger, replica_plan.log)
     if placement_plan is not None:

@@ -11,6 +11,9 @@ from swarmop.handlers.replicas_plan import (
     ReplicaIntent,
     plan_replicas,
 )
+from swarmop.handlers.services import replicas_changed
+
+from swarmop.desired import merge_desired
 
 WAITING = DependencyCheck(
     ready=False,
@@ -222,3 +225,17 @@ def test_garbage_held_label_is_ignored_on_release() -> None:
     )
     assert plan.replicas is None
     assert plan.drop_labels == (HELD_REPLICAS_LABEL,)
+
+
+def test_changed_desired_count_is_applied_not_called_drift() -> None:
+    plan = plan_replicas(facts(spec=2, running=2), ReplicaIntent(desired=4, desired_changed=True))
+    assert plan.replicas == 4
+    assert not any("drift" in line.text for line in plan.log)
+    assert any(line.level is Level.INFO and "2 -> 4" in line.text for line in plan.log)
+
+
+def test_replicas_changed_compares_with_the_last_handled_essence() -> None:
+    desired = merge_desired("service", {"swarmop.replicas": "4"}, {})
+    assert replicas_changed(desired, None)
+    assert replicas_changed(desired, {"spec": {}, "desired": {"replicas": 2}})
+    assert not replicas_changed(desired, {"spec": {}, "desired": {"replicas": 4}})

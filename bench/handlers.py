@@ -216,7 +216,7 @@ def bench_cluster(name: str, rounds: int) -> None:
         statuses = read_agent_status(kv, prefix=prefix, proxy_service=proxy_name)
         return bool(statuses) and all(s.ok and s.live_hash == expected for s in statuses.values())
 
-    scale_times: list[float] = []
+    scale_times: dict[str, list[float]] = {"1 -> 3": [], "3 -> 1": []}
     publish_times: list[float] = []
     live_times: list[float] = []
     try:
@@ -230,7 +230,7 @@ def bench_cluster(name: str, rounds: int) -> None:
                 set_replicas(target)
                 _wait(lambda t=target: len(_running(api, service_id)) == t)
                 tasks_done = time.monotonic()
-                scale_times.append(tasks_done - start)
+                scale_times["1 -> 3" if target == 3 else "3 -> 1"].append(tasks_done - start)
                 # From the moment the tasks run (or stopped) to the config holding
                 # exactly them: in Consul, then live in nginx on the worker.
                 _, expected = _wait_for(published)
@@ -244,9 +244,9 @@ def bench_cluster(name: str, rounds: int) -> None:
         time.sleep(3)
         with contextlib.suppress(docker.errors.APIError):
             api.remove_network(network)
-    print(
-        _summary(f"swarmop.replicas change -> tasks running ({rounds} scales 1<->3)", scale_times)
-    )
+    for step, times in scale_times.items():
+        if times:
+            print(_summary(f"swarmop.replicas {step} -> exactly that many tasks running", times))
     print(_summary("task change -> proxy config published in Consul", publish_times))
     print(
         _summary("task change -> proxy config live (agent status, nginx on a worker)", live_times)

@@ -35,4 +35,16 @@ class ConfigurationError(ValueError):
 
 class BlockedError(PermanentError):
     """The handler will not act on this change on purpose (ambiguous or unsafe desired
-    state); the object's status shows `blocked` with this message until it changes."""
+    state); the object's status shows `blocked` with this message.
+
+    Without `recheck` it stays blocked until the object changes. With `recheck=seconds`
+    the handler runs again after that long (status `blocked` meanwhile): for a block
+    that another object's state can lift, e.g. depends_on on a service that does not
+    exist yet, which brings no event on this object.
+    """
+
+    def __init__(self, message: str = "", *, recheck: float | None = None) -> None:
+        super().__init__(message)
+        if recheck is not None and recheck < 0:
+            raise ValueError(f"BlockedError recheck must be >= 0, got {recheck}")
+        self.recheck = None if recheck is None else float(recheck)

@@ -21,6 +21,7 @@ class HandlerProgress:
     done: bool = False
     failed: bool = False
     message: str = ""
+    blocked: bool = False  # refused on purpose (BlockedError), maybe waiting for a recheck
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -30,6 +31,7 @@ class HandlerProgress:
             "done": self.done,
             "failed": self.failed,
             "message": self.message,
+            "blocked": self.blocked,
         }
 
     @classmethod
@@ -43,6 +45,7 @@ class HandlerProgress:
             done=bool(data.get("done", False)),
             failed=bool(data.get("failed", False)),
             message=str(data.get("message", "")),
+            blocked=bool(data.get("blocked", False)),
         )
 
 
@@ -141,7 +144,7 @@ def restart_cycle(
     for hid in order:
         old = previous.handlers.get(hid) if previous is not None else None
         if old is not None and not old.done:
-            handlers[hid] = replace(old, delayed_until=None)
+            handlers[hid] = replace(old, delayed_until=None, blocked=False)
         else:
             handlers[hid] = HandlerProgress(started=now)
     return Cycle(reason=reason, target=target, handlers=handlers, order=order)

@@ -1,6 +1,10 @@
 """The status board: per-object status and the operator's own event log, in memory.
 
 Handlers' loggers write here from worker threads, so every access is locked.
+
+An object's status is the reactor's own (the outcome of its change handlers)
+combined with reports that timers and daemons make about it
+(`cluster.report`): the worst outcome wins and every message is shown.
 The publisher (reactor.publisher) copies what changed to Consul; the HTTP
 endpoint serves a snapshot.
 """
@@ -11,6 +15,7 @@ import logging
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any
 
 from swarmop.status import (
@@ -19,6 +24,7 @@ from swarmop.status import (
     ObjectStatus,
     OperatorEvent,
     OperatorInfo,
+    Outcome,
     StatusKind,
     StatusSnapshot,
 )
@@ -35,12 +41,30 @@ _LEVELS = {
 
 logger = logging.getLogger("swarmop.operator")
 
+_SEVERITY = {Outcome.OK: 0, Outcome.PENDING: 1, Outcome.BLOCKED: 2, Outcome.ERROR: 3}
+MESSAGE_LIMIT = 2000
+
+
+def combine_reports(base: ObjectStatus, reports: dict[str, tuple[Outcome, str]]) -> ObjectStatus:
+    """The published status: the reactor's own, made worse and longer by the reports."""
+    if not reports:
+        return base
+    outcome = max(
+        [base.outcome, *(item[0] for item in reports.values())], key=_SEVERITY.__getitem__
+    )
+    ranked = sorted(reports.values(), key=lambda item: -_SEVERITY[item[0]])
+    texts = [base.message, *(text for _, text in ranked)]
+    message = "; ".join(dict.fromkeys(text for text in texts if text))[:MESSAGE_LIMIT]
+    return replace(base, outcome=outcome, message=message)
+
 
 class StatusBoard:
     def __init__(self, info: OperatorInfo) -> None:
         self._lock = threading.Lock()
         self._info = info
-        self._objects: dict[Key, ObjectStatus] = {}
+        self._objects: dict[Key, ObjectStatus] = {}  # as published
+        self._base: dict[Key, ObjectStatus] = {}  # the reactor's own
+        self._reports: dict[Key, dict[str, tuple[Outcome, str]]] = {}
         self._events: deque[OperatorEvent] = deque(maxlen=EVENT_LOG_LIMIT)
         self._dirty: set[Key] = set()
         self._removed: set[Key] = set()
@@ -52,17 +76,44 @@ class StatusBoard:
     # --- writers ------------------------------------------------------
 
     def set_status(self, status: ObjectStatus) -> None:
+        """The reactor's status of an object (reports are combined into it)."""
         key: Key = (status.kind, status.name)
         with self._lock:
-            if self._objects.get(key) == status:
-                return
-            self._objects[key] = status
-            self._dirty.add(key)
-            self._removed.discard(key)
+            self._base[key] = status
+            self._refresh(key)
+
+    def report(
+        self, kind: StatusKind, name: str, source: str, outcome: Outcome, message: str
+    ) -> None:
+        """A timer's or daemon's finding about an object; ok without a message clears it."""
+        key: Key = (kind, name)
+        with self._lock:
+            reports = self._reports.setdefault(key, {})
+            if outcome is Outcome.OK and not message:
+                reports.pop(source, None)
+            else:
+                reports[source] = (outcome, message[:MESSAGE_LIMIT])
+            if not reports:
+                del self._reports[key]
+            if key not in self._base:
+                # Not processed yet (or unknown): a status of its own until it is.
+                self._base[key] = ObjectStatus(kind=kind, name=name, id="")
+            self._refresh(key)
+
+    def _refresh(self, key: Key) -> None:
+        """Under the lock: recompute what is published for `key`."""
+        status = combine_reports(self._base[key], self._reports.get(key, {}))
+        if self._objects.get(key) == status:
+            return
+        self._objects[key] = status
+        self._dirty.add(key)
+        self._removed.discard(key)
         self.changed.set()
 
     def remove(self, key: Key) -> None:
         with self._lock:
+            self._base.pop(key, None)
+            self._reports.pop(key, None)
             if self._objects.pop(key, None) is None:
                 return
             self._dirty.discard(key)
@@ -94,8 +145,14 @@ class StatusBoard:
     # --- readers ------------------------------------------------------
 
     def get(self, key: Key) -> ObjectStatus | None:
+        """The status as published."""
         with self._lock:
             return self._objects.get(key)
+
+    def base(self, key: Key) -> ObjectStatus | None:
+        """The reactor's own status, without reports."""
+        with self._lock:
+            return self._base.get(key)
 
     @property
     def info(self) -> OperatorInfo:
@@ -145,10 +202,16 @@ class ObjectLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
         self._kind = kind
         self._name = name
 
+    def isEnabledFor(self, level: int) -> bool:
+        # INFO and above always reach the event log, whatever the process log level
+        # (the board passes them on to the process log, which filters as configured).
+        return level >= logging.INFO or self.logger.isEnabledFor(level)
+
     def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
         if not self.isEnabledFor(level):
             return
-        text = str(msg) % args if args else str(msg)
-        if kwargs.get("exc_info"):
-            kwargs.pop("exc_info")
+        try:
+            text = str(msg) % args if args else str(msg)
+        except (TypeError, ValueError):
+            text = f"{msg} {args!r}"  # a bad format string still reaches the log
         self._board.record(self._kind, self._name, level, text)

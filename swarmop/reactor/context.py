@@ -20,6 +20,7 @@ from swarmop.reactor.board import StatusBoard
 from swarmop.reactor.store import StateStore
 from swarmop.registry import Registry
 from swarmop.settings import Settings
+from swarmop.status import Outcome
 from swarmop.views import NodeView, ServiceView
 
 T = TypeVar("T")
@@ -94,8 +95,9 @@ class Cluster:
     handlers should wrap them in ``anyio.to_thread.run_sync``.
     """
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: Context, *, source: str = "") -> None:
         self._context = context
+        self._source = source  # the handler whose reports these are
 
     @property
     def api(self) -> Any:
@@ -135,3 +137,24 @@ class Cluster:
     def desired(self, kind: str, name: str, labels: Any) -> DesiredState:
         """Desired state of any object, from its labels and the cached Consul keys."""
         return self._context.desired_for(kind, name, labels)
+
+    def report(self, kind: str, name: str, outcome: Outcome | str, message: str = "") -> None:
+        """Put a finding on an object's published status, e.g. from a timer or daemon.
+
+        `outcome` is ok, pending, blocked or error; the object's status shows the
+        worst of its change handlers' outcome and every report, with all messages.
+        Each handler has one report per object: a new one replaces it, and
+        ``report(kind, name, "ok")`` (no message) withdraws it. Safe from any thread.
+        """
+        if kind not in ("service", "node"):
+            raise ValueError(f"report: kind must be service or node, got {kind!r}")
+        if not name:
+            raise ValueError("report: name must not be empty")
+        try:
+            value = Outcome(outcome)
+        except ValueError:
+            allowed = ", ".join(item.value for item in Outcome)
+            raise ValueError(f"report: outcome must be one of {allowed}, got {outcome!r}") from None
+        self._context.board.report(
+            "service" if kind == "service" else "node", name, self._source, value, str(message)
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from swarmop.desired import DesiredState
@@ -29,6 +29,8 @@ from swarmop.status import DesiredEntry, ObjectStatus, Outcome
 from swarmop.views import NodeView, ServiceView
 
 logger = logging.getLogger("swarmop.processing")
+
+MESSAGE_LIMIT = 2000
 
 Hint = Mapping[str, Any]
 
@@ -173,13 +175,17 @@ async def process(ctx: Context, key: Key, hints: list[Hint]) -> float | None:
         base = _base_kwargs(
             ctx, kind=kind, name=name, attrs=attrs, desired=desired, old=old, new=new, reason=""
         )
-        if not same_object:
+        if not same_object or old is None:
+            # Never fully handled: a change that arrives while the create cycle is
+            # unfinished (the handler's own write, a label edit) restarts the create
+            # cycle on the new state; switching to "update" would drop a create
+            # handler waiting for its retry.
             reason, reasons = "create", (Reason.CREATE, Reason.FIELD)
-        elif first_in_run and old is not None and digest(old) == target:
+        elif first_in_run and digest(old) == target:
             reason, reasons = "resume", (Reason.RESUME,)
         elif first_in_run:
             reason, reasons = "resume", (Reason.RESUME, Reason.UPDATE, Reason.FIELD)
-        elif old is None or digest(old) != target:
+        elif digest(old) != target:
             reason, reasons = "update", (Reason.UPDATE, Reason.FIELD)
         else:
             reason, reasons = "", ()
@@ -266,13 +272,14 @@ async def _run_cycle(
             kwargs["new"] = resolve_field(new, handler.field)
             kwargs["diff"] = diff(kwargs["old"], kwargs["new"])
         kwargs.update(
+            cluster=Cluster(ctx, source=hid),
             patch=patch,
             retry=progress.retries,
             started=datetime.datetime.fromtimestamp(progress.started, tz=datetime.UTC),
             runtime=datetime.timedelta(seconds=max(0.0, now - progress.started)),
         )
         try:
-            await invoke(handler.fn, kwargs, ctx.handler_limiter)
+            result = await invoke(handler.fn, kwargs, ctx.handler_limiter)
             if patch:
                 written = await apply_patch(ctx, kind, object_id, patch)
                 if written is not None:
@@ -281,7 +288,11 @@ async def _run_cycle(
                     attrs = {**attrs, "Spec": written}
                     new = essence(attrs, desired)
                     cycle = Cycle(cycle.reason, digest(new), cycle.handlers, cycle.order)
-            progress = HandlerProgress(progress.started, progress.retries, done=True)
+            # A returned string is the ok status message ("3/3 replicas running").
+            message = result.strip()[:MESSAGE_LIMIT] if isinstance(result, str) else ""
+            progress = HandlerProgress(
+                progress.started, progress.retries, done=True, message=message
+            )
         except TemporaryError as error:
             progress = HandlerProgress(
                 progress.started,
@@ -293,14 +304,33 @@ async def _run_cycle(
                 kind, name, logging.INFO, f"{hid}: {progress.message}; retrying in {error.delay:g}s"
             )
         except BlockedError as error:
-            progress = HandlerProgress(
-                progress.started,
-                progress.retries,
-                done=True,
-                failed=True,
-                message=f"blocked: {error}",
-            )
-            ctx.board.record(kind, name, logging.WARNING, f"{hid} blocked: {error}")
+            text = str(error) or type(error).__name__
+            if error.recheck is not None:
+                # Another object's state may lift the block: look again later.
+                progress = HandlerProgress(
+                    progress.started,
+                    progress.retries,
+                    delayed_until=time.time() + error.recheck,
+                    message=text,
+                    blocked=True,
+                )
+                if cycle.handlers.get(hid, progress).message != text:
+                    ctx.board.record(
+                        kind,
+                        name,
+                        logging.WARNING,
+                        f"{hid} blocked: {text}; re-checking every {error.recheck:g}s",
+                    )
+            else:
+                progress = HandlerProgress(
+                    progress.started,
+                    progress.retries,
+                    done=True,
+                    failed=True,
+                    message=text,
+                    blocked=True,
+                )
+                ctx.board.record(kind, name, logging.WARNING, f"{hid} blocked: {text}")
         except PermanentError as error:
             progress = HandlerProgress(
                 progress.started, progress.retries, done=True, failed=True, message=str(error)
@@ -478,22 +508,13 @@ def _publish(
     cycle: Cycle | None,
     last_handler: str | None,
 ) -> None:
-    previous = ctx.board.get((kind, name))  # type: ignore[arg-type]
+    previous = ctx.board.base((kind, name))  # type: ignore[arg-type]
     entries = {item.field: DesiredEntry(_plain(item.value), item.source.value) for item in desired}
     outcome, message, retries, next_retry = Outcome.OK, "", 0, None
     if cycle is not None:
-        failed = [p for p in cycle.handlers.values() if p.failed]
-        pending = [cycle.handlers[h] for h in cycle.pending() if h in cycle.handlers]
-        if pending:
-            outcome = Outcome.PENDING
-            worst = max(pending, key=lambda p: p.retries)
-            message, retries = worst.message, worst.retries
+        outcome, message, retries = summarize_cycle(cycle)
+        if outcome in (Outcome.PENDING, Outcome.BLOCKED):
             next_retry = cycle.next_wake()
-        elif failed:
-            blocked = [p for p in failed if p.message.startswith("blocked: ")]
-            outcome = Outcome.BLOCKED if blocked and len(blocked) == len(failed) else Outcome.ERROR
-            message = failed[0].message.removeprefix("blocked: ")
-            retries = failed[0].retries
     if outcome is Outcome.OK and desired.errors:
         outcome = Outcome.BLOCKED
         message = "; ".join(str(error) for error in desired.errors)
@@ -504,6 +525,8 @@ def _publish(
             outcome, message = previous.outcome, previous.message
             if previous.message.startswith(("Consul key", "label")):
                 outcome, message = Outcome.OK, ""
+        elif previous.outcome is Outcome.OK and not desired.errors:
+            message = previous.message  # the last successful run's own message
     else:
         last_run = time.time() if last_handler else (previous.last_run if previous else None)
         handler = last_handler or (previous.handler if previous else None)
@@ -521,6 +544,41 @@ def _publish(
             desired=entries,
         )
     )
+
+
+def _refused(progress: HandlerProgress) -> bool:
+    """A finished handler that refused on purpose (progress stored before the
+    `blocked` flag existed marks it in the message)."""
+    return progress.blocked or progress.message.startswith("blocked: ")
+
+
+def summarize_cycle(cycle: Cycle) -> tuple[Outcome, str, int]:
+    """One outcome, message and retry count for a cycle's handlers.
+
+    Unfinished handlers make it pending (blocked when one of them raised
+    BlockedError and waits for its recheck); finished ones that failed make it
+    error (blocked when they all refused on purpose); otherwise it is ok, with
+    the messages the handlers returned.
+    """
+    progresses = [cycle.handlers[hid] for hid in cycle.order if hid in cycle.handlers]
+    pending = [p for p in progresses if not p.done]
+    failed = [p for p in progresses if p.done and p.failed]
+    if pending:
+        blocked = [p for p in pending if p.blocked]
+        outcome = Outcome.BLOCKED if blocked else Outcome.PENDING
+        ranked = blocked + [p for p in pending if not p.blocked]
+        return outcome, _join(p.message for p in ranked), max(p.retries for p in pending)
+    if failed:
+        refused = [p for p in failed if _refused(p)]
+        outcome = Outcome.BLOCKED if len(refused) == len(failed) else Outcome.ERROR
+        ranked = [p for p in failed if not _refused(p)] + refused
+        texts = (p.message.removeprefix("blocked: ") if _refused(p) else p.message for p in ranked)
+        return outcome, _join(texts), max(p.retries for p in failed)
+    return Outcome.OK, _join(p.message for p in progresses), 0
+
+
+def _join(texts: Iterable[str]) -> str:
+    return "; ".join(dict.fromkeys(text for text in texts if text))[:MESSAGE_LIMIT]
 
 
 def _plain(value: Any) -> Any:

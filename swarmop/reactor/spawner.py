@@ -85,7 +85,7 @@ class Spawner:
             await anyio.sleep(handler.initial_delay)
             while not flag.is_set():
                 try:
-                    kwargs = await self._kwargs(key, started, flag, handler.reason)
+                    kwargs = await self._kwargs(key, started, flag, handler)
                     if kwargs is None:
                         return
                     if handler.when is None or handler.when(**kwargs):
@@ -101,7 +101,7 @@ class Spawner:
                     await anyio.sleep(handler.interval or handler.backoff or 1.0)
 
     async def _kwargs(
-        self, key: Key, started: float, flag: StopFlag, reason: Reason
+        self, key: Key, started: float, flag: StopFlag, handler: Handler
     ) -> dict[str, Any] | None:
         ctx = self._ctx
         kind, name = key
@@ -128,10 +128,10 @@ class Spawner:
             "memo": ctx.memo,
             "patch": Patch(kind),
             "logger": ObjectLogger(ctx.board, kind, name),
-            "cluster": Cluster(ctx),
+            "cluster": Cluster(ctx, source=handler.id),
             "stopped": flag,
             "started": datetime.datetime.fromtimestamp(started, tz=datetime.UTC),
             "runtime": datetime.timedelta(seconds=now - started),
             "retry": 0,
-            "reason": reason.value,
+            "reason": handler.reason.value,
         }

@@ -1,0 +1,207 @@
+"""Retries, update detection and what reaches the status, against the real sandbox."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import pytest
+
+import swarmop
+from swarmop.clients.swarm_write import update_service
+from swarmop.registry import Registry
+from swarmop.sandbox import SandboxInfo
+from swarmop.sandbox.testing import Tracker, unique, wait_until
+from swarmop.settings import Settings, resolve_consul, resolve_docker
+from swarmop.status import ObjectStatus, Outcome
+from swarmop.testing import OperatorRunner
+
+pytestmark = pytest.mark.cluster
+
+SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+
+
+@pytest.fixture
+def prefix(tracker: Tracker) -> str:
+    name = unique("oph")
+    tracker.consul_prefix(name + "/")
+    return name
+
+
+@pytest.fixture
+def settings(sandbox: SandboxInfo, prefix: str) -> Settings:
+    return Settings(
+        docker=resolve_docker(host=sandbox.manager_docker_host, env={}),
+        consul=resolve_consul(addr=sandbox.consul_http_addr, env={}),
+        prefix=prefix,
+        resync_interval=60.0,
+    )
+
+
+class Calls:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: list[tuple[str, str]] = []
+
+    def add(self, handler: str, reason: str) -> None:
+        with self.lock:
+            self.items.append((handler, reason))
+
+    def count(self, handler: str, reason: str | None = None) -> int:
+        with self.lock:
+            return sum(h == handler and reason in (None, r) for h, r in self.items)
+
+
+@pytest.fixture
+def calls() -> Iterator[Calls]:
+    yield Calls()
+
+
+def status_of(runner: OperatorRunner, name: str) -> ObjectStatus | None:
+    return runner.board.get(("service", name))
+
+
+def wait_status(runner: OperatorRunner, name: str, outcome: Outcome, text: str = "") -> None:
+    def matches() -> ObjectStatus | None:
+        found = status_of(runner, name)
+        return found if found and found.outcome is outcome and text in found.message else None
+
+    wait_until(matches, timeout=60, what=f"{name}: {outcome.value} status with {text!r}")
+
+
+def set_label(api: docker.APIClient, service_id: str, name: str, value: str) -> None:
+    update_service(api, service_id, lambda spec: spec["Labels"].__setitem__(name, value))
+
+
+def test_temporary_error_is_retried_after_its_delay(
+    *, settings: Settings, tracker: Tracker, calls: Calls
+) -> None:
+    marker = unique("m")
+    registry = Registry()
+    left = {"failures": 2}
+
+    @swarmop.on.create("service", labels={"test": marker}, registry=registry, id="flaky")
+    def flaky(**_: Any) -> str:
+        calls.add("flaky", "create")
+        if left["failures"]:
+            left["failures"] -= 1
+            raise swarmop.TemporaryError("not yet", delay=1)
+        return "done after retries"
+
+    name = unique("tmp")
+    tracker.create_service(name, command=SLEEPER, replicas=0, labels={"test": marker})
+    with OperatorRunner(settings, registry=registry) as runner:
+        wait_status(runner, name, Outcome.OK, "done after retries")
+        assert calls.count("flaky") == 3
+
+
+def test_change_during_an_unfinished_create_keeps_the_create_retry(
+    *, settings: Settings, docker_api: docker.APIClient, tracker: Tracker, calls: Calls
+) -> None:
+    """A create handler writes to its service and asks to be looked at again: the
+    write's own event must not turn the unfinished create into an update (for which
+    this module has no handler), which would drop the retry for good."""
+    marker = unique("m")
+    registry = Registry()
+
+    @swarmop.on.create("service", labels={"test": marker}, registry=registry, id="converge")
+    def converge(service: swarmop.ServiceView, cluster: Any, **_: Any) -> str:
+        calls.add("converge", "create")
+        if service.labels.get("step") != "written":
+            update_service(
+                cluster.api, service.id, lambda spec: spec["Labels"].__setitem__("step", "written")
+            )
+            raise swarmop.TemporaryError("written, converging", delay=1)
+        return "converged"
+
+    name = unique("cnv")
+    service_id = tracker.create_service(name, command=SLEEPER, replicas=0, labels={"test": marker})
+    with OperatorRunner(settings, registry=registry) as runner:
+        wait_status(runner, name, Outcome.OK, "converged")
+        assert calls.count("converge") == 2
+    assert docker_api.inspect_service(service_id)["Spec"]["Labels"]["step"] == "written"
+
+
+def test_label_change_after_create_fires_update_and_its_result_shows(
+    *, settings: Settings, docker_api: docker.APIClient, tracker: Tracker, calls: Calls
+) -> None:
+    marker = unique("m")
+    registry = Registry()
+
+    @swarmop.on.create("service", labels={"test": marker}, registry=registry, id="made")
+    def made(**_: Any) -> str:
+        calls.add("made", "create")
+        return "created"
+
+    @swarmop.on.update("service", labels={"test": marker}, registry=registry, id="changed")
+    def changed(labels: dict[str, str], **_: Any) -> None:
+        calls.add("changed", "update")
+        if labels.get("colour") == "red":
+            raise swarmop.BlockedError("red is not allowed")
+
+    name = unique("upd")
+    service_id = tracker.create_service(name, command=SLEEPER, replicas=0, labels={"test": marker})
+    with OperatorRunner(settings, registry=registry) as runner:
+        wait_status(runner, name, Outcome.OK, "created")
+        set_label(docker_api, service_id, "colour", "red")
+        wait_status(runner, name, Outcome.BLOCKED, "red is not allowed")
+        found = status_of(runner, name)
+        assert found is not None and found.handler == "changed"
+        set_label(docker_api, service_id, "colour", "blue")
+        wait_until(lambda: calls.count("changed") == 2, what="second update")
+        wait_status(runner, name, Outcome.OK)
+    assert calls.count("made") == 1
+
+
+def test_blocked_with_recheck_is_looked_at_again(
+    *, settings: Settings, tracker: Tracker, calls: Calls
+) -> None:
+    """Blocked by another object's state: no event on this one announces the fix."""
+    marker = unique("m")
+    registry = Registry()
+    other = unique("dep")
+
+    @swarmop.on.create("service", labels={"test": marker}, registry=registry, id="needs")
+    def needs(cluster: Any, **_: Any) -> str:
+        calls.add("needs", "create")
+        if cluster.service(other) is None:
+            raise swarmop.BlockedError(f"{other} does not exist yet", recheck=1)
+        return f"{other} found"
+
+    name = unique("blk")
+    tracker.create_service(name, command=SLEEPER, replicas=0, labels={"test": marker})
+    with OperatorRunner(settings, registry=registry) as runner:
+        wait_status(runner, name, Outcome.BLOCKED, "does not exist yet")
+        found = status_of(runner, name)
+        assert found is not None and found.next_retry is not None
+        tracker.create_service(other, command=SLEEPER, replicas=0)
+        wait_status(runner, name, Outcome.OK, f"{other} found")
+    assert calls.count("needs") >= 2
+
+
+def test_timer_reports_on_the_status_and_withdraws(
+    *, settings: Settings, tracker: Tracker, calls: Calls
+) -> None:
+    marker = unique("m")
+    registry = Registry()
+    verdict = {"outcome": "error", "message": "backend unreachable"}
+
+    @swarmop.on.create("service", labels={"test": marker}, registry=registry, id="made")
+    def made(**_: Any) -> str:
+        return "created"
+
+    @swarmop.timer("service", interval=0.5, labels={"test": marker}, registry=registry, id="check")
+    def check(name: str, cluster: Any, **_: Any) -> None:
+        calls.add("check", "timer")
+        cluster.report("service", name, verdict["outcome"], verdict["message"])
+
+    name = unique("rep")
+    tracker.create_service(name, command=SLEEPER, replicas=0, labels={"test": marker})
+    with OperatorRunner(settings, registry=registry) as runner:
+        wait_status(runner, name, Outcome.ERROR, "created; backend unreachable")
+        verdict.update(outcome="ok", message="")
+        wait_status(runner, name, Outcome.OK)
+        found = status_of(runner, name)
+        assert found is not None and found.message == "created"

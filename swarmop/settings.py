@@ -92,6 +92,9 @@ class Settings:
     log_level: str = "INFO"
     log_format: LogFormat = "plain"
     instance: str | None = None
+    state_dir: str | None = None
+    """Without Consul: keep handler progress in files here, so a restarted operator
+    does not rerun finished handlers (with Consul, progress lives in Consul)."""
 
 
 def parse_bool_env(name: str, value: str) -> bool:

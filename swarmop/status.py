@@ -155,6 +155,8 @@ class OperatorInfo:
     started: float
     last_resync: float | None = None
     leader: bool = True
+    docker_error: str | None = None  # set while the Docker API is unreachable
+    consul_error: str | None = None  # set while Consul is unreachable
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -164,6 +166,8 @@ class OperatorInfo:
             "started": self.started,
             "last_resync": self.last_resync,
             "leader": self.leader,
+            "docker_error": self.docker_error,
+            "consul_error": self.consul_error,
         }
 
     @classmethod
@@ -179,6 +183,8 @@ class OperatorInfo:
             started=started,
             last_resync=_opt_float(obj, "last_resync"),
             leader=bool(obj.get("leader", True)),
+            docker_error=_opt_str(obj, "docker_error"),
+            consul_error=_opt_str(obj, "consul_error"),
         )
 
 

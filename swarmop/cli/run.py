@@ -69,7 +69,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="seconds between full lists (default %(default)s)",
     )
     parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="process log level, any case (default info); handlers' INFO messages reach "
+        "the object's event log whatever this is",
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="without Consul: keep handler progress in files here, so a restarted "
+        "operator does not rerun finished handlers (default: in memory)",
     )
     parser.add_argument("--log-format", default="plain", choices=["plain", "json"])
     parser.add_argument(
@@ -153,6 +164,7 @@ def build_settings(args: argparse.Namespace) -> Settings:
         http=parse_http_addr(args.http) if args.http else None,
         log_level=args.log_level,
         log_format=args.log_format,
+        state_dir=getattr(args, "state_dir", None) or None,
         instance=getattr(args, "instance_id", None) or new_instance_id(),
     )
 

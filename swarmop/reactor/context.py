@@ -13,11 +13,11 @@ import anyio
 import anyio.to_thread
 
 from swarmop.clients.consul import ConsulKV
-from swarmop.clients.docker import DockerReader
+from swarmop.clients.docker import DockerReader, EventStream
 from swarmop.desired import DesiredState, merge_desired
 from swarmop.ha.gate import OPEN_GATE, WriteGate
 from swarmop.reactor.board import StatusBoard
-from swarmop.reactor.store import StateStore
+from swarmop.reactor.store import MemoryStateStore, StateStore
 from swarmop.registry import Registry
 from swarmop.settings import Settings
 from swarmop.status import Outcome
@@ -51,6 +51,10 @@ class Context:
     consul_loaded: set[str] = field(default_factory=set)
     known: dict[Key, str] = field(default_factory=dict)
     resumed: set[Key] = field(default_factory=set)
+    event_stream: EventStream | None = None
+    """The Docker event connection in use (closable from any thread)."""
+    docker_connects: int = 0
+    """Event connections opened, each followed by a full list."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -75,8 +79,10 @@ class Context:
 
     async def stored(self, fn: Callable[..., T], *args: Any) -> T:
         """Calls on the state store: in a thread only when it does I/O."""
-        if self.kv is None:
+        if isinstance(self.store, MemoryStateStore):
             return fn(*args)
+        if self.kv is None:  # files
+            return await anyio.to_thread.run_sync(functools.partial(fn, *args))
         return await self.consul(fn, *args)
 
     def keys_for(self, key: Key) -> dict[str, str]:

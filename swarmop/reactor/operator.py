@@ -26,7 +26,12 @@ from swarmop.reactor.processing import process
 from swarmop.reactor.publisher import publish_once, run_publisher
 from swarmop.reactor.queueing import ObjectQueue
 from swarmop.reactor.spawner import Spawner
-from swarmop.reactor.store import ConsulStateStore, MemoryStateStore, StateStore
+from swarmop.reactor.store import (
+    ConsulStateStore,
+    FileStateStore,
+    MemoryStateStore,
+    StateStore,
+)
 from swarmop.registry import Reason, Registry
 from swarmop.settings import Settings
 from swarmop.status import OperatorInfo
@@ -76,9 +81,13 @@ class Operator:
         kv = ConsulKV(settings.consul) if settings.consul is not None else None
         if kv is not None and self.leadership is not None:
             kv = self.leadership.guard(kv)  # every write carries check-session on the lock
-        store: StateStore = (
-            ConsulStateStore(kv, settings.prefix) if kv is not None else MemoryStateStore()
-        )
+        store: StateStore
+        if kv is not None:
+            store = ConsulStateStore(kv, settings.prefix)
+        elif settings.state_dir is not None:
+            store = FileStateStore(settings.state_dir)
+        else:
+            store = MemoryStateStore()
         ctx = Context(
             settings=settings,
             registry=self.registry,
@@ -104,7 +113,12 @@ class Operator:
                 "",
                 logging.WARNING,
                 "Consul is not configured: running from labels alone; handler progress is "
-                "kept in memory and status is served only over HTTP",
+                + (
+                    f"kept in {settings.state_dir}"
+                    if settings.state_dir is not None
+                    else "kept in memory only (a restart reruns handlers; see --state-dir)"
+                )
+                + "; status is served only over HTTP",
             )
         else:
             self.board.record(

@@ -65,6 +65,11 @@ class ObjectQueue:
     def busy(self) -> int:
         return sum(1 for slot in self._slots.values() if slot.running)
 
+    def depth(self) -> tuple[int, int]:
+        """(objects waiting or in work, event hints held): bounded by the number of
+        objects and MAX_HINTS each, however many events arrive."""
+        return len(self._slots), sum(len(slot.hints) for slot in self._slots.values())
+
     async def _worker(self, key: Key) -> None:
         slot = self._slots[key]
         try:

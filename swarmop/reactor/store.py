@@ -1,14 +1,19 @@
 """Where per-object progress and last-handled state live.
 
 With Consul: ``<prefix>/state/services/<name>`` and ``<prefix>/state/nodes/<hostname>``,
-written with CAS on the ModifyIndex last seen. Without Consul: in memory, so
-storing progress never touches the swarm (a label write would itself be an event).
+written with CAS on the ModifyIndex last seen. Without Consul: in files under
+``--state-dir`` (``<dir>/services/<name>.json``, written atomically) or, without
+one, in memory. Never on the swarm: a label write would itself be an event.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import threading
+import urllib.parse
+from pathlib import Path
 from typing import Protocol
 
 from swarmop.clients.consul import ConsulKV
@@ -42,6 +47,69 @@ class MemoryStateStore:
     def delete(self, key: Key) -> None:
         with self._lock:
             self._states.pop(key, None)
+
+
+class FileStateStore:
+    """One JSON file per object; a write goes to a temporary file in the same
+    directory, is flushed to disk and renamed over the old one, so a crash
+    leaves either the old state or the new one, never a torn file."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        for collection in _COLLECTIONS.values():
+            (self.directory / collection).mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def path(self, key: Key) -> Path:
+        kind, name = key
+        # Quoted, so no name can point outside the directory.
+        return self.directory / _COLLECTIONS[kind] / f"{urllib.parse.quote(name, safe='')}.json"
+
+    def load(self, key: Key) -> ObjectState | None:
+        try:
+            raw = self.path(key).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        try:
+            return ObjectState.from_json(raw)
+        except ValueError as error:
+            logger.warning("%s: ignoring unreadable stored state (%s)", self.path(key), error)
+            return None
+
+    def save(self, key: Key, state: ObjectState) -> None:
+        target = self.path(key)
+        with self._lock:
+            handle, temporary = tempfile.mkstemp(
+                dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+            )
+            try:
+                with os.fdopen(handle, "w", encoding="utf-8") as file:
+                    file.write(state.to_json())
+                    file.flush()
+                    os.fsync(file.fileno())
+                os.replace(temporary, target)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+            _fsync_directory(target.parent)
+
+    def delete(self, key: Key) -> None:
+        with self._lock:
+            self.path(key).unlink(missing_ok=True)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class ConsulStateStore:

@@ -9,6 +9,7 @@ half-open connection looks exactly like a quiet swarm).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -84,18 +85,26 @@ async def watch_docker(ctx: Context, touch: Touch, ready: Callable[[], None]) ->
     failures = 0
     reported_down = False
     while True:
-        # Each connection gets its own client: closing the stream from this side
-        # must not disturb the pool the workers read through.
-        api = make_api(ctx.settings.docker, timeout=30)
-        stream = EventStream(api)
-        send, receive = anyio.create_memory_object_stream[Mapping[str, Any] | None](1000)
+        api: Any = None
+        stream: EventStream | None = None
         try:
+            # Each connection gets its own client: closing the stream from this side
+            # must not disturb the pool the workers read through. Creating it asks
+            # the daemon for its API version, so it fails while Docker is down.
+            api = await anyio.to_thread.run_sync(
+                functools.partial(make_api, ctx.settings.docker, timeout=30.0)
+            )
+            stream = EventStream(api)
+            ctx.event_stream = stream
+            send, receive = anyio.create_memory_object_stream[Mapping[str, Any] | None](1000)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(_pump, stream, send)
                 await relist(ctx, touch)
+                ctx.docker_connects += 1
                 ready()
                 if reported_down:
                     ctx.board.record("operator", "", logging.INFO, "Docker is back; relisted")
+                    ctx.board.update_info(docker_error=None)
                     reported_down = False
                 failures = 0
                 await _consume(ctx, receive, touch, stream)
@@ -106,12 +115,15 @@ async def watch_docker(ctx: Context, touch: Touch, ready: Callable[[], None]) ->
                 ctx.board.record(
                     "operator", "", logging.WARNING, f"Docker unavailable: {error}; retrying"
                 )
+                ctx.board.update_info(docker_error=str(error)[:500] or type(error).__name__)
                 reported_down = True
             await anyio.sleep(_backoff(failures))
         finally:
-            stream.close()
-            with contextlib.suppress(Exception):
-                api.close()
+            if stream is not None:
+                stream.close()
+            if api is not None:
+                with contextlib.suppress(Exception):
+                    api.close()
 
 
 async def _pump(
@@ -212,11 +224,13 @@ async def watch_consul(
                 ctx.board.record(
                     "operator", "", logging.WARNING, f"Consul unavailable: {error}; retrying"
                 )
+                ctx.board.update_info(consul_error=str(error)[:500] or type(error).__name__)
                 reported_down = True
             await anyio.sleep(_backoff(failures))
             continue
         if reported_down:
             ctx.board.record("operator", "", logging.INFO, "Consul is back; re-read all keys")
+            ctx.board.update_info(consul_error=None)
             reported_down = False
         failures = 0
         index = next_index(index, received)

@@ -1,0 +1,391 @@
+"""Faults and load against the real sandbox: bursts, concurrent writers, a dropped event
+stream, restarted dockerd and Consul, the HTTP endpoint, and --state-dir without Consul."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import consul
+import docker
+import pytest
+
+import swarmop
+from swarmop.clients.swarm_write import update_service
+from swarmop.registry import Registry
+from swarmop.sandbox import Sandbox, SandboxInfo
+from swarmop.sandbox.testing import Tracker, unique, wait_until
+from swarmop.settings import Settings, resolve_consul, resolve_docker
+from swarmop.status import Outcome, decode_events
+from swarmop.testing import OperatorRunner
+
+pytestmark = pytest.mark.cluster
+
+SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+
+
+@pytest.fixture
+def prefix(tracker: Tracker) -> str:
+    name = unique("opr")
+    tracker.consul_prefix(name + "/")
+    return name
+
+
+def make_settings(
+    sandbox: SandboxInfo, prefix: str, *, with_consul: bool = True, **extra: Any
+) -> Settings:
+    values: dict[str, Any] = {
+        "docker": resolve_docker(host=sandbox.manager_docker_host, env={}),
+        "consul": resolve_consul(addr=sandbox.consul_http_addr, env={}) if with_consul else None,
+        "prefix": prefix,
+        "resync_interval": 600.0,  # so only events and reconnect relists drive these tests
+    }
+    values.update(extra)
+    return Settings(**values)
+
+
+def call(runner: OperatorRunner, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run `fn` on the operator's event loop."""
+    assert runner._portal is not None
+    return runner._portal.call(fn, *args)
+
+
+def set_label(api: docker.APIClient, service_id: str, name: str, value: str) -> None:
+    update_service(api, service_id, lambda spec: spec["Labels"].__setitem__(name, value))
+
+
+class InFlight:
+    """Handler calls per object, and the most that ever ran at once for one object."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now: dict[str, int] = {}
+        self.most: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+        self.seen: dict[str, str] = {}
+
+    def enter(self, name: str) -> None:
+        with self.lock:
+            self.now[name] = self.now.get(name, 0) + 1
+            self.most[name] = max(self.most.get(name, 0), self.now[name])
+            self.calls[name] = self.calls.get(name, 0) + 1
+
+    def leave(self, name: str, value: str) -> None:
+        with self.lock:
+            self.now[name] -= 1
+            self.seen[name] = value
+
+
+def test_burst_of_updates_coalesces(
+    *, sandbox: SandboxInfo, docker_api: docker.APIClient, tracker: Tracker, prefix: str
+) -> None:
+    """R2: >1000 service updates while the handler sleeps 200 ms per call."""
+    marker = unique("m")
+    registry = Registry()
+    flight = InFlight()
+
+    @swarmop.on.update("service", labels={"test": marker}, registry=registry, id="slow")
+    @swarmop.on.create("service", labels={"test": marker}, registry=registry, id="slow-c")
+    def slow(name: str, labels: dict[str, str], **_: Any) -> None:
+        flight.enter(name)
+        time.sleep(0.2)
+        flight.leave(name, labels.get("n", ""))
+
+    names = [unique("burst") for _ in range(8)]
+    ids = [
+        tracker.create_service(n, command=SLEEPER, replicas=0, labels={"test": marker})
+        for n in names
+    ]
+    per_service = 130  # 8 x 130 = 1040 updates
+    depths: list[tuple[int, int]] = []
+    with OperatorRunner(make_settings(sandbox, prefix), registry=registry) as runner:
+        queue = runner.operator.queue  # type: ignore[union-attr]
+        assert queue is not None
+        wait_until(lambda: len(flight.calls) == len(names), what="every service created")
+
+        def hammer(service_id: str) -> None:
+            for value in range(1, per_service + 1):
+                set_label(docker_api, service_id, "n", str(value))
+
+        with concurrent.futures.ThreadPoolExecutor(len(ids)) as pool:
+            futures = [pool.submit(hammer, service_id) for service_id in ids]
+            while not all(f.done() for f in futures):
+                depths.append(call(runner, queue.depth))
+                time.sleep(0.05)
+            for future in futures:
+                future.result()
+        final = str(per_service)
+        wait_until(
+            lambda: all(flight.seen.get(n) == final for n in names),
+            timeout=120,
+            what="every service handled at its last value",
+        )
+        status = runner.board.get(("service", names[0]))
+        assert status is not None and status.outcome is Outcome.OK
+        assert runner.exception is None
+    assert max(flight.most.values()) == 1, flight.most
+    # Coalesced: far fewer handler calls than updates.
+    assert sum(flight.calls.values()) < len(names) * per_service / 2, flight.calls
+    objects, hints = max(depths)
+    assert objects <= len(names) + 3 + 10  # our services, the nodes, a few others at most
+    assert hints <= objects * 64
+
+
+def test_concurrent_writer_between_read_and_write_survives(
+    *, sandbox: SandboxInfo, docker_api: docker.APIClient, tracker: Tracker, prefix: str
+) -> None:
+    """R7: another client changes env and image between the patch's read and write."""
+    marker = unique("m")
+    registry = Registry()
+    other_writes = {"count": 0}
+    service_id = tracker.create_service(
+        command=SLEEPER, replicas=0, labels={"test": marker}, env=["A=1"]
+    )
+    other = docker.APIClient(base_url=sandbox.manager_docker_host, version="1.41")
+
+    def interfere(spec: dict[str, Any]) -> None:
+        # Runs inside the operator's write, after its read: the first time, another
+        # client writes first, so the operator's write is out of sequence.
+        if other_writes["count"] == 0:
+            other_writes["count"] += 1
+
+            def theirs(their_spec: dict[str, Any]) -> None:
+                container = their_spec["TaskTemplate"]["ContainerSpec"]
+                container["Env"] = ["A=1", "B=2"]
+                container["Image"] = container["Image"].split("@")[0] + "@sha256:" + "0" * 64
+
+            update_service(other, service_id, theirs)
+        spec.setdefault("Labels", {})["ours"] = "yes"
+
+    @swarmop.on.create("service", labels={"test": marker}, registry=registry)
+    def write(patch: swarmop.Patch, **_: Any) -> None:
+        patch.mutate(interfere)
+
+    with OperatorRunner(make_settings(sandbox, prefix), registry=registry):
+        wait_until(
+            lambda: docker_api.inspect_service(service_id)["Spec"]["Labels"].get("ours") == "yes",
+            what="our label written",
+        )
+    other.close()
+    container = docker_api.inspect_service(service_id)["Spec"]["TaskTemplate"]["ContainerSpec"]
+    assert container["Env"] == ["A=1", "B=2"]
+    assert container["Image"].endswith("@sha256:" + "0" * 64)
+    assert other_writes["count"] == 1
+
+
+def test_closed_event_stream_reconnects_relists_and_applies_the_gap(
+    *, sandbox: SandboxInfo, docker_api: docker.APIClient, tracker: Tracker, prefix: str
+) -> None:
+    """R3: the events connection ends from outside; a change made then is applied."""
+    marker = unique("m")
+    registry = Registry()
+    seen: list[str] = []
+
+    @swarmop.on.field("service", field="spec.Labels.n", labels={"test": marker}, registry=registry)
+    def follow(new: Any, **_: Any) -> None:
+        seen.append(str(new))
+
+    service_id = tracker.create_service(command=SLEEPER, replicas=0, labels={"test": marker})
+    with OperatorRunner(make_settings(sandbox, prefix), registry=registry) as runner:
+        ctx = runner.operator.context  # type: ignore[union-attr]
+        assert ctx is not None and ctx.event_stream is not None
+        connects = ctx.docker_connects
+        resynced = runner.board.info.last_resync
+        stream = ctx.event_stream
+        stream.close()  # from this thread, as a dropped connection would end it
+        set_label(docker_api, service_id, "n", "gap")
+        wait_until(lambda: ctx.docker_connects > connects, what="a new event connection")
+        assert ctx.event_stream is not stream
+        last = runner.board.info.last_resync
+        assert last is not None and resynced is not None and last > resynced  # relisted
+        wait_until(lambda: "gap" in seen, what="the change made in the gap")
+        # And the new stream delivers events (the resync timer is 10 minutes away).
+        set_label(docker_api, service_id, "n", "after")
+        wait_until(lambda: "after" in seen, what="a change after the reconnect")
+
+
+def test_restarted_dockerd_and_consul_are_survived(
+    *,
+    sandbox: SandboxInfo,
+    sandbox_control: Sandbox,
+    docker_api: docker.APIClient,
+    consul_client: consul.Consul,
+    tracker: Tracker,
+    prefix: str,
+) -> None:
+    """R4: desired state changed while the manager's dockerd / Consul are down."""
+    marker = unique("m")
+    registry = Registry()
+    seen: dict[str, Any] = {}
+
+    @swarmop.on.field(
+        "service", field="desired.replicas", labels={"test": marker}, registry=registry
+    )
+    def replicas(new: Any, desired: Any, **_: Any) -> None:
+        seen["replicas"] = (new, desired.get("replicas").source.value)
+
+    @swarmop.on.field(
+        "service", field="spec.Labels.colour", labels={"test": marker}, registry=registry
+    )
+    def colour(new: Any, **_: Any) -> None:
+        seen["colour"] = new
+
+    name = unique("rst")
+    service_id = tracker.create_service(
+        name, command=SLEEPER, replicas=0, labels={"test": marker, "swarmop.replicas": "0"}
+    )
+    manager = sandbox.nodes[0].hostname
+    with OperatorRunner(make_settings(sandbox, prefix), registry=registry) as runner:
+        wait_until(lambda: seen.get("replicas") == (0, "label"), what="first pass")
+        # Docker: down, back, then a label changed right after it returns.
+        sandbox_control.stop_node(manager)
+        wait_until(
+            lambda: runner.board.info.docker_error is not None, what="the Docker outage reported"
+        )
+        sandbox_control.start_node(manager)
+        sandbox_control.wait_swarm_ready()
+        set_label(docker_api, service_id, "colour", "green")
+        wait_until(lambda: seen.get("colour") == "green", timeout=120, what="label applied")
+        wait_until(lambda: runner.board.info.docker_error is None, what="Docker back")
+        # Consul: down (dev mode: it comes back empty), then a key written once it is back.
+        sandbox_control.stop_consul()
+        wait_until(
+            lambda: runner.board.info.consul_error is not None, what="the Consul outage reported"
+        )
+        sandbox_control.start_consul()
+        consul_client.kv.put(f"{prefix}/services/{name}/replicas", "1")
+        wait_until(
+            lambda: seen.get("replicas") == (1, "consul"), timeout=120, what="Consul key applied"
+        )
+        wait_until(lambda: runner.board.info.consul_error is None, what="Consul back")
+        messages = [event.message for event in runner.snapshot().events]
+        assert any(m.startswith("Docker unavailable") for m in messages), messages
+        assert any(m.startswith("Consul unavailable") for m in messages), messages
+        assert runner.exception is None
+
+
+def http_get(port: int, path: str) -> tuple[int, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_http_endpoint_event_log_timer_and_daemon(
+    *,
+    sandbox: SandboxInfo,
+    docker_api: docker.APIClient,
+    consul_client: consul.Consul,
+    tracker: Tracker,
+    prefix: str,
+) -> None:
+    marker = unique("m")
+    registry = Registry()
+    ticks: list[str] = []
+    daemon_runs: list[str] = []
+    stopped_cleanly = threading.Event()
+
+    @swarmop.on.probe(registry=registry, id="answer")
+    def answer(**_: Any) -> int:
+        return 42
+
+    @swarmop.on.create("service", labels={"test": marker}, registry=registry, id="hello")
+    def hello(logger: Any, **_: Any) -> str:
+        logger.info("said hello")
+        return "greeted"
+
+    @swarmop.timer("service", interval=0.5, labels={"test": marker}, registry=registry, id="tick")
+    def tick(name: str, **_: Any) -> None:
+        ticks.append(name)
+
+    @swarmop.daemon("service", labels={"test": marker}, registry=registry, id="watcher")
+    def watcher(name: str, stopped: Any, **_: Any) -> None:
+        daemon_runs.append(name)
+        while not stopped.wait(0.2):
+            pass
+        stopped_cleanly.set()
+
+    name = unique("web")
+    service_id = tracker.create_service(name, command=SLEEPER, replicas=0, labels={"test": marker})
+    settings = make_settings(sandbox, prefix, http=("127.0.0.1", 0))
+    with OperatorRunner(settings, registry=registry) as runner:
+        port = runner.operator.http_port  # type: ignore[union-attr]
+        assert port is not None
+        assert http_get(port, "/readyz") == (200, {"ready": True})
+        code, health = http_get(port, "/healthz")
+        assert code == 200 and health["answer"] == 42
+        assert http_get(port, "/nope")[0] == 404
+
+        def published() -> dict[str, Any] | None:
+            _, body = http_get(port, "/status")
+            for item in body["objects"]:
+                if item["name"] == name and item["message"] == "greeted":
+                    return body
+            return None
+
+        body = wait_until(published, what="status over HTTP")
+        assert any(e["object"] == name and e["message"] == "said hello" for e in body["events"])
+
+        def event_log() -> bool:
+            _, item = consul_client.kv.get(f"{prefix}/events")
+            return item is not None and any(
+                e.object == name and e.message == "said hello" for e in decode_events(item["Value"])
+            )
+
+        wait_until(event_log, what="the operator event log in Consul")
+        wait_until(lambda: ticks.count(name) >= 3, what="the timer ticking")
+        wait_until(lambda: daemon_runs == [name], what="the daemon running")
+        # The object goes away: its daemon is told to stop.
+        docker_api.remove_service(service_id)
+        assert stopped_cleanly.wait(30), "the daemon was not stopped"
+    assert daemon_runs == [name]
+
+
+def test_state_dir_without_consul_does_not_rerun_finished_handlers(
+    *, sandbox: SandboxInfo, tracker: Tracker, prefix: str, tmp_path: Path
+) -> None:
+    marker = unique("m")
+    registry = Registry()
+    counts: dict[str, int] = {"first": 0, "second": 0}
+    fail = {"second": True}
+
+    @swarmop.on.create("service", labels={"test": marker}, registry=registry, id="first")
+    def first(**_: Any) -> None:
+        counts["first"] += 1
+
+    @swarmop.on.create("service", labels={"test": marker}, registry=registry, id="second")
+    def second(**_: Any) -> None:
+        counts["second"] += 1
+        if fail["second"]:
+            raise swarmop.TemporaryError("later", delay=2)
+
+    name = unique("fs")
+    tracker.create_service(name, command=SLEEPER, replicas=0, labels={"test": marker})
+    settings = make_settings(sandbox, prefix, with_consul=False, state_dir=str(tmp_path))
+    with OperatorRunner(settings, registry=registry):
+        wait_until(lambda: counts["second"] >= 1, what="second tried")
+    assert counts["first"] == 1
+    assert (tmp_path / "services" / f"{name}.json").is_file()
+    # Restarted mid-work: the finished handler is not rerun, the unfinished one is.
+    fail["second"] = False
+    tried = counts["second"]
+    with OperatorRunner(settings, registry=registry) as runner:
+        wait_until(
+            lambda: (s := runner.board.get(("service", name))) and s.outcome is Outcome.OK,
+            what="second finished after the restart",
+        )
+    assert counts == {"first": 1, "second": tried + 1}
+    # And once more: nothing left to do.
+    with OperatorRunner(settings, registry=registry) as runner:
+        wait_until(lambda: runner.board.get(("service", name)), what="status")
+        time.sleep(1)  # room for a wrong rerun to happen (not a timing assertion)
+    assert counts == {"first": 1, "second": tried + 1}

@@ -55,5 +55,8 @@ def reconcile_node(
             spec["Availability"] = target
             return True
 
-        swarm_write.update_node(cluster.api, node.id, set_availability)
+        # The gate refuses (NotLeaderError, retried) unless this instance leads.
+        swarm_write.update_node(
+            cluster.api, node.id, set_availability, before_write=cluster.before_write
+        )
     raise_for(plan.status, recheck=RECHECK_SECONDS)

@@ -187,8 +187,12 @@ def reconcile_service(
     if placement_plan is not None:
         emit(logger, placement_plan.log)
     if edit:
+        # The gate refuses (NotLeaderError, retried) unless this instance leads.
         result = swarm_write.update_service(
-            cluster.api, service.id, lambda spec: edit_service_spec(spec, edit)
+            cluster.api,
+            service.id,
+            lambda spec: edit_service_spec(spec, edit),
+            before_write=cluster.before_write,
         )
         if result.conflicts:
             logger.info("spec written after %d concurrent change(s)", result.conflicts)

@@ -28,7 +28,7 @@ def reconcile_node(
     cluster: Any,
     logger: logging.Logger,
     **_: Any,
-) -> None:
+) -> str:
     tasks = [
         swarmop.TaskView(attrs)
         for attrs in cluster.api.tasks(filters={"node": node.id, "desired-state": "running"})
@@ -59,4 +59,4 @@ def reconcile_node(
         swarm_write.update_node(
             cluster.api, node.id, set_availability, before_write=cluster.before_write
         )
-    raise_for(plan.status, recheck=RECHECK_SECONDS)
+    return raise_for(plan.status, recheck=RECHECK_SECONDS)

@@ -1,9 +1,12 @@
 """Hand a plan's log lines and status to the operator.
 
-Log lines go to the object's logger (its event log). A status that is not ok
+Log lines go to the object's logger (its event log). An ok status is the
+handler's return value (the core shows it as the ok message); any other status
 becomes the error that gives the published status its outcome: pending
 retries after `recheck` seconds (task state has no events, so it must be
-looked at again), blocked and error are reported until the object changes.
+looked at again); blocked waits for the object to change, or is re-checked
+when the fix can come from another object; error is reported until the
+object changes.
 """
 
 from __future__ import annotations
@@ -28,17 +31,22 @@ def emit(logger: logging.Logger | logging.LoggerAdapter, lines: Iterable[LogLine
         logger.log(_LEVELS[line.level], "%s", line.text)
 
 
-def raise_for(status: Status, *, recheck: float) -> None:
-    """Return for ok; raise the error whose outcome matches the status otherwise."""
+# A block lifted by another object (a service created, a node labelled) brings
+# no event on this one; looking every few intervals is soon enough for a fix
+# made by hand, and keeps a blocked service from costing a pass every interval.
+BLOCKED_RECHECK_FACTOR = 5
+
+
+def raise_for(status: Status, *, recheck: float) -> str:
+    """The ok message for an ok status (the handler returns it); otherwise raise
+    the error whose outcome matches the status."""
     if status.outcome is Outcome.OK:
-        return
+        return status.message
     if status.outcome is Outcome.PENDING:
         raise swarmop.TemporaryError(status.message, delay=recheck)
     if status.outcome is Outcome.BLOCKED:
         if status.recheck:
-            # The fix may come from another object: retried, so shown as pending
-            # with the reason (BlockedError would wait for this object to change).
-            raise swarmop.TemporaryError(f"blocked: {status.message}", delay=recheck * 5)
+            raise swarmop.BlockedError(status.message, recheck=recheck * BLOCKED_RECHECK_FACTOR)
         raise swarmop.BlockedError(status.message)
     raise swarmop.PermanentError(status.message)
 
@@ -55,5 +63,11 @@ def combine(statuses: Iterable[Status]) -> Status:
     messages = [status.message for status in items if status.outcome is not Outcome.OK]
     # Most severe first, so a truncated status still names the real problem.
     messages.sort(key=lambda text: -max(ranked[s.outcome] for s in items if s.message == text))
-    recheck = any(status.recheck for status in items if status.outcome is worst.outcome)
+    # Blocked by something only this object's next change can fix still looks
+    # again when a part of it is waiting for tasks, so that part's message
+    # does not go stale.
+    recheck = any(status.recheck for status in items if status.outcome is worst.outcome) or (
+        worst.outcome is Outcome.BLOCKED
+        and any(status.outcome is Outcome.PENDING for status in items)
+    )
     return Status(worst.outcome, "; ".join(dict.fromkeys(messages)), recheck)

@@ -179,7 +179,7 @@ def reconcile_service(
     logger: logging.Logger,
     old: Any = None,
     **_: Any,
-) -> None:
+) -> str:
     tasks = service.tasks()
     replica_plan, placement_plan = plan_service(service, desired, cluster, tasks, old)
     edit = service_edit(replica_plan, placement_plan)
@@ -206,4 +206,4 @@ def reconcile_service(
     if edit and status.outcome is Outcome.OK:
         # Written now: look again once Swarm has acted on it.
         status = Status.pending(status.message or "spec written, converging")
-    raise_for(status, recheck=RECHECK_SECONDS)
+    return raise_for(status, recheck=RECHECK_SECONDS)

@@ -116,7 +116,7 @@ def test_drift_is_restored(
     wait_until(
         lambda: len(running_tasks(docker_api, service_id)) == 2, timeout=90, what="2 running"
     )
-    wait_status(operator, spec(docker_api, service_id)["Name"], Outcome.OK)
+    wait_status(operator, spec(docker_api, service_id)["Name"], Outcome.OK, "2/2 replicas running")
 
 
 def test_consul_key_beats_label(
@@ -145,15 +145,15 @@ def test_depends_on_holds_web_until_db_runs(
         replicas=0,
         labels={"swarmop.replicas": "2", "swarmop.depends_on": db},
     )
-    # The dependency does not exist yet: reported, not acted on, looked at again.
-    wait_status(operator, web, Outcome.PENDING, "no existing service")
+    # The dependency does not exist yet: blocked, not acted on, looked at again.
+    wait_status(operator, web, Outcome.BLOCKED, "no existing service")
     db_id = tracker.create_service(db, command=SLEEPER, replicas=0, labels={"swarmop.role": "db"})
     wait_status(operator, web, Outcome.PENDING, "held at 0")
     assert replicas(docker_api, web_id) == 0
     scale_by_hand(docker_api, db_id, 1)
     wait_until(lambda: replicas(docker_api, web_id) == 2, timeout=90, what="web released")
     wait_until(lambda: len(running_tasks(docker_api, web_id)) == 2, timeout=90, what="web runs")
-    wait_status(operator, web, Outcome.OK)
+    wait_status(operator, web, Outcome.OK, "2/2 replicas running")
 
 
 def test_depends_on_cycle_is_blocked(
@@ -162,7 +162,7 @@ def test_depends_on_cycle_is_blocked(
     a, b = unique("a"), unique("b")
     tracker.create_service(a, command=SLEEPER, replicas=1, labels={"swarmop.depends_on": b})
     b_id = tracker.create_service(b, command=SLEEPER, replicas=1, labels={"swarmop.depends_on": a})
-    wait_status(operator, b, Outcome.PENDING, "cycle")
+    wait_status(operator, b, Outcome.BLOCKED, "cycle")
     assert replicas(docker_api, b_id) == 1
 
 
@@ -259,7 +259,7 @@ def test_unsatisfiable_placement_is_reported_and_db_not_moved(
     wait_until(lambda: len(running_tasks(docker_api, service_id)) == 1, timeout=90, what="db up")
     before = [t["ID"] for t in running_tasks(docker_api, service_id)]
     set_labels(docker_api, service_id, **{"swarmop.placement": "node.labels.storage==nvme"})
-    wait_status(operator, name, Outcome.PENDING, "unschedulable")
+    wait_status(operator, name, Outcome.BLOCKED, "unschedulable")
     found = status(operator, name)
     assert found is not None and "node.labels.storage==nvme" in found.message
     assert "node.labels.storage==nvme" not in (
@@ -342,4 +342,5 @@ def test_wordpress_like_stack(
     )
     wait_until(lambda: len(running_tasks(docker_api, db_id)) == 1, timeout=90, what="db runs")
     wait_until(lambda: len(running_tasks(docker_api, web_id)) == 2, timeout=120, what="web x2")
-    wait_status(operator, web, Outcome.OK, "proxy")
+    wait_status(operator, web, Outcome.OK, f"proxy: {web}.local/ -> 2 task(s)")
+    wait_status(operator, web, Outcome.OK, "2/2 replicas running")

@@ -205,7 +205,9 @@ def test_nginx_follows_web_tasks_through_the_operator(
     wait_traffic_reaches(client, stack, docker_api, web_id, 2)
     wait_until(
         lambda: (
-            (s := stack.runner.board.get(("service", web))) is not None and s.outcome is Outcome.OK
+            (s := stack.runner.board.get(("service", web))) is not None
+            and s.outcome is Outcome.OK
+            and f"proxy: {HOST}/ -> 2 task(s)" in s.message
         ),
         timeout=60,
         what=f"{web} ok and served: {stack.runner.board.get(('service', web))}",

@@ -124,13 +124,24 @@ def test_combine_keeps_the_worst_and_its_message_first() -> None:
 
 
 def test_raise_for_maps_outcomes_to_the_cores_errors() -> None:
-    raise_for(Status.ok("fine"), recheck=3)
+    assert raise_for(Status.ok("3/3 replicas running"), recheck=3) == "3/3 replicas running"
     with pytest.raises(swarmop.TemporaryError) as pending:
         raise_for(Status.pending("converging"), recheck=3)
     assert pending.value.delay == 3
-    with pytest.raises(swarmop.BlockedError):
+    with pytest.raises(swarmop.BlockedError) as blocked:
         raise_for(Status.blocked("bad value"), recheck=3)
-    with pytest.raises(swarmop.TemporaryError, match="blocked: no such service"):
+    assert blocked.value.recheck is None
+    with pytest.raises(swarmop.BlockedError) as elsewhere:
         raise_for(Status.blocked("no such service", recheck=True), recheck=3)
-    with pytest.raises(swarmop.PermanentError):
+    assert str(elsewhere.value) == "no such service"
+    assert elsewhere.value.recheck == 15
+    with pytest.raises(swarmop.PermanentError) as refused:
         raise_for(Status.error("refused"), recheck=3)
+    assert not isinstance(refused.value, swarmop.BlockedError)
+
+
+def test_blocked_with_a_part_still_converging_is_looked_at_again() -> None:
+    status = combine([Status.blocked("proxy: excluded"), Status.pending("converging: 1/2")])
+    assert status.outcome is Outcome.BLOCKED and status.recheck
+    assert status.message == "proxy: excluded; converging: 1/2"
+    assert not combine([Status.blocked("proxy: excluded"), Status.ok("2/2")]).recheck

@@ -1,6 +1,11 @@
 """Reaction time of the core: label change -> handler start, Consul key write -> handler
 start, and one raw Docker inspect+update round trip, over N changes each.
 
+Consul keys are measured twice: back to back (each write as soon as the previous
+one was handled, so the watch loop's token bucket, 5 queries/s with a burst of 2,
+sets the pace) and after QUIET seconds without changes (the bucket is full again,
+so this is the latency of a single change).
+
     SWARMOP_TEST_SANDBOX=core-dev python bench/reaction.py [N]
 """
 
@@ -37,6 +42,7 @@ def summary(name: str, samples: list[float]) -> str:
 
 def main() -> int:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 100
+    quiet = float(os.environ.get("QUIET", "0.5"))
 
     info = Sandbox(os.environ.get("SWARMOP_TEST_SANDBOX", "swarmop-test")).info()
     if info is None:
@@ -82,6 +88,7 @@ def main() -> int:
     )
     label_samples: list[float] = []
     key_samples: list[float] = []
+    quiet_key_samples: list[float] = []
     raw_samples: list[float] = []
     try:
         with OperatorRunner(settings, registry=registry) as runner:
@@ -103,6 +110,12 @@ def main() -> int:
                 kv.kv.put(f"{prefix}/services/{name}/depends_on", token)
                 key_samples.append(wait_for(f"('{token}',)") - t0)
             for i in range(count):
+                token = f"q{i}"
+                time.sleep(quiet)
+                t0 = time.perf_counter()
+                kv.kv.put(f"{prefix}/services/{name}/depends_on", token)
+                quiet_key_samples.append(wait_for(f"('{token}',)") - t0)
+            for i in range(count):
                 t0 = time.perf_counter()
                 current = api.inspect_service(service_id)
                 spec = current["Spec"]
@@ -118,6 +131,7 @@ def main() -> int:
         kv.kv.delete(prefix + "/", recurse=True)
     print(summary("label change -> handler start", label_samples))
     print(summary("Consul key write -> handler start", key_samples))
+    print(summary(f"  the same after {quiet:g} s quiet", quiet_key_samples))
     print(summary("raw Docker inspect+update round trip", raw_samples))
     return 0
 

@@ -29,11 +29,12 @@ def hello(
     memo: Any,
     reason: str,
     **_: Any,
-) -> None:
+) -> str:
     replicas = desired.get("replicas")
     text = "unset" if replicas is None else f"{replicas.value} from {replicas.source.value}"
     logger.info(f"{memo.greeting} {service.name} ({reason}): replicas {text}")
     patch.set_label("example.seen", text)
+    return f"seen: replicas {text}"  # the ok status message
 
 
 @swarmop.on.field("service", field="desired.replicas", labels={"example": "hello"})
@@ -47,7 +48,10 @@ def gone(name: str, logger: Any, **_: Any) -> None:
 
 
 @swarmop.timer("node", interval=60)
-def node_tick(node: swarmop.NodeView, logger: Any, **_: Any) -> None:
+def node_tick(node: swarmop.NodeView, cluster: Any, logger: Any, **_: Any) -> None:
+    # A timer has no retries of its own: it reports on the node's status instead.
     if node.state != "ready":
-        raise swarmop.TemporaryError(f"node is {node.state}", delay=10)
+        cluster.report("node", node.hostname, "error", f"node is {node.state}")
+    else:
+        cluster.report("node", node.hostname, "ok")  # withdraws an earlier report
     logger.debug(f"{node.hostname} is {node.availability}")

@@ -6,8 +6,10 @@ have no events), plans the config with `swarmop.proxy.plan`, coalesces bursts
 with the proxy's debouncer and publishes with a check-and-set to
 `<prefix>/proxy/<service>/config`. The agent beside nginx tests it with
 `nginx -t`, moves it into place and reloads; that works wherever nginx runs.
-Per-service problems are logged on the service they belong to; the service
-handler reports them on its status.
+A service left out of the config (an invalid value, a host + path another
+service claims too) is reported on that service's own status with
+`cluster.report` (blocked, "proxy: excluded: ..."), and the report withdrawn
+once it is served again; the daemon's event log records both.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from swarmop.proxy.render import NginxRenderer
 from swarmop.proxy.validate import is_proxied
 
 from . import facts as f
-from .proxy_plan import addresses_by_network
+from .proxy_plan import addresses_by_network, excluded_message
 
 PROXY_SERVICE = os.environ.get("SWARMOP_PROXY_SERVICE", "nginx")
 TEMPLATE_DIR = os.environ.get("SWARMOP_PROXY_TEMPLATES") or None
@@ -80,7 +82,8 @@ class ProxyKeeper:
         self, inputs: Iterable[ProxyServiceInput], now: float
     ) -> tuple[ProxyPlan, PublishResult | None, dict[str, str]]:
         """One pass. Returns the plan, what publishing did (None: nothing due),
-        and per-service error texts that changed since the last pass ('' = cleared)."""
+        and the exclusion messages that changed since the last pass, by service
+        ('' = served again)."""
         plan = plan_proxy(inputs, renderer=self.renderer)
         if plan.config_hash != self.submitted_hash:
             self.debouncer.submit(plan, now)
@@ -97,10 +100,9 @@ class ProxyKeeper:
                     self.publishes += 1
         changed: dict[str, str] = {}
         for name in sorted(set(plan.errors) | set(self.errors)):
-            new = "; ".join(str(error) for error in plan.errors.get(name, ()))
-            old = "; ".join(str(error) for error in self.errors.get(name, ()))
-            if new != old:
-                changed[name] = new
+            new = plan.errors.get(name, ())
+            if new != self.errors.get(name, ()):
+                changed[name] = excluded_message(new) if new else ""
         self.errors = dict(plan.errors)
         return plan, result, changed
 
@@ -153,6 +155,26 @@ def keep_proxy_config(cluster: Any, logger: logging.Logger, stopped: Any, **_: A
         )
 
     keeper = ProxyKeeper(publish=publish, renderer=NginxRenderer(TEMPLATE_DIR))
+    try:
+        _keep(cluster, logger, stopped, keeper)
+    finally:
+        # Without this daemon nothing is excluded any more (the proxy service is
+        # gone, or the operator stops): withdraw what it put on services' statuses.
+        for service in keeper.errors:
+            cluster.report("service", service, "ok")
+
+
+def report_exclusion(cluster: Any, logger: logging.Logger, service: str, text: str) -> None:
+    """Put a service's exclusion on its status, or withdraw it ('' = served again)."""
+    if text:
+        logger.warning("%s: %s", service, text)
+        cluster.report("service", service, "blocked", text)
+    else:
+        logger.info("%s: proxy serves it again", service)
+        cluster.report("service", service, "ok")
+
+
+def _keep(cluster: Any, logger: logging.Logger, stopped: Any, keeper: ProxyKeeper) -> None:
     api = cluster.api
     names = _network_names(api)
     clock = time.monotonic
@@ -179,11 +201,11 @@ def keep_proxy_config(cluster: Any, logger: logging.Logger, stopped: Any, **_: A
             )
         elif result is PublishResult.CONFLICT:
             logger.warning("proxy config changed in Consul meanwhile; planning again")
+        listed = {service.name for service in services}
         for service, text in changed.items():
-            if text:
-                logger.warning("proxy excludes %s", text)
-            else:
-                logger.info("proxy serves %s again", service)
+            # A removed service's status goes with it; a report would bring it back.
+            if text or service in listed:
+                report_exclusion(cluster, logger, service, text)
         wait = INTERVAL
         deadline = keeper.debouncer.deadline()
         if deadline is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from swarmop.proxy.model import ProxyError
 from swarmop.proxy.plan import ProxyPlan
 
 from .decision import Status
@@ -36,12 +37,17 @@ def addresses_by_network(
     return {name: sorted(set(addresses)) for name, addresses in found.items()}
 
 
+def excluded_message(errors: Iterable[ProxyError]) -> str:
+    """The status message of a service the proxy leaves out, the same wherever
+    it is found (the service handler, the proxy daemon), so it shows once."""
+    return "proxy: excluded: " + "; ".join(f"{error.field}: {error.message}" for error in errors)
+
+
 def proxy_statuses(plan: ProxyPlan) -> dict[str, Status]:
     """One status per proxied service: served (ok), no running task (pending), excluded."""
     statuses: dict[str, Status] = {}
     for name, errors in plan.errors.items():
-        text = "; ".join(f"{error.field}: {error.message}" for error in errors)
-        statuses[name] = Status.blocked(f"proxy: excluded: {text}")
+        statuses[name] = Status.blocked(excluded_message(errors))
     for vhost in plan.vhosts:
         count = len(vhost.addresses)
         if count:

@@ -28,7 +28,7 @@ from .placement_plan import (
     PlacementPlan,
     plan_placement,
 )
-from .proxy_plan import addresses_by_network
+from .proxy_plan import addresses_by_network, excluded_message
 from .replicas_plan import HELD_REPLICAS_LABEL, ReplicaIntent, ReplicaPlan, plan_replicas
 from .report import combine, emit, raise_for
 from .spec_edit import ServiceEdit, edit_service_spec
@@ -151,7 +151,7 @@ def proxy_status(
     """This service's own proxy settings, checked as the proxy checks them.
 
     Host + path conflicts between services are found by the proxy daemon,
-    which sees them all, and logged there.
+    which sees them all, and reported by it on each service's status.
     """
     if not is_proxied(desired):
         return None
@@ -162,8 +162,7 @@ def proxy_status(
         addresses_by_network(f.network_names(service, names), f.task_addresses(tasks)),
     )
     if not isinstance(result, VirtualHost):
-        text = "; ".join(f"{error.field}: {error.message}" for error in result)
-        return Status.blocked(f"proxy: excluded: {text}")
+        return Status.blocked(excluded_message(result))
     if not result.addresses:
         return Status.pending(f"proxy: {result.host}{result.path} has no running task")
     return Status.ok(f"proxy: {result.host}{result.path} -> {len(result.addresses)} task(s)")

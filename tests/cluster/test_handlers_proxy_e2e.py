@@ -280,6 +280,43 @@ def test_nginx_follows_web_tasks_through_the_operator(
     assert "listen 81" not in published_config(consul_client, stack)
     wait_traffic_reaches(client, stack, docker_api, web_id, 2)
 
+    # Another service claiming test.local/: the proxy daemon (which alone sees
+    # both) excludes both and reports it on each one's status; once the twin is
+    # removed, web's report is withdrawn and it is served again.
+    twin = unique("twin")
+    twin_id = tracker.create_service(
+        twin,
+        replicas=1,
+        networks=[stack.network],
+        labels={"swarmop.proxy.host": HOST, "swarmop.proxy.port": "8080"},
+    )
+    for name in (web, twin):
+        wait_until(
+            lambda name=name: (
+                (s := stack.runner.board.get(("service", name))) is not None
+                and s.outcome is Outcome.BLOCKED
+                and "proxy: excluded: conflict:" in s.message
+            ),
+            timeout=60,
+            what=f"{name} reported in conflict: {stack.runner.board.get(('service', name))}",
+        )
+    wait_until(
+        lambda: HOST not in published_config(consul_client, stack),
+        timeout=60,
+        what=f"{HOST} left out of the published config while claimed twice",
+    )
+    docker_api.remove_service(twin_id)
+    wait_until(
+        lambda: (
+            (s := stack.runner.board.get(("service", web))) is not None
+            and s.outcome is Outcome.OK
+            and "conflict" not in s.message
+        ),
+        timeout=60,
+        what=f"{web} ok again: {stack.runner.board.get(('service', web))}",
+    )
+    wait_traffic_reaches(client, stack, docker_api, web_id, 2)
+
     # Removing the label removes the virtual host: nginx's default server answers.
     set_labels(docker_api, web_id, **{"swarmop.proxy.host": None})
     wait_until(

@@ -15,6 +15,7 @@ from typing import Any
 
 from swarmop import status as status_contract
 from swarmop.desired import DesiredState, merge_desired
+from swarmop.desired.keys import desired_keys_by_object
 
 NONE_SOURCE = "none"
 # An operator that has not resynced for this long is reported as not seen:
@@ -236,12 +237,6 @@ def parse_docker_time(text: str) -> float | None:
     return parsed.timestamp()
 
 
-def object_keys(kv: Mapping[str, str], prefix: str, collection: str, name: str) -> dict[str, str]:
-    """Consul keys of one object relative to it: `<prefix>/services/web/replicas` -> replicas."""
-    head = f"{prefix}/{collection}/{name}/"
-    return {key[len(head) :]: value for key, value in kv.items() if key.startswith(head)}
-
-
 def desired_of(state: DesiredState, field_name: str) -> Desired:
     for error in state.errors:
         if error.field == field_name:
@@ -317,6 +312,7 @@ def build_nodes(
     for task in tasks.values():
         if task.state == "running":
             running[task.node_id] = running.get(task.node_id, 0) + 1
+    keys_by_node = desired_keys_by_object(prefix, "nodes", kv)
     nodes: dict[str, NodeRecord] = {}
     for node in nodes_raw:
         node_id = _text(node, "ID")
@@ -324,7 +320,7 @@ def build_nodes(
             continue
         hostname = _text(node, "Description", "Hostname")
         labels = _labels(node, "Spec", "Labels")
-        state = merge_desired("node", labels, object_keys(kv, prefix, "nodes", hostname))
+        state = merge_desired("node", labels, keys_by_node.get(hostname, {}))
         manager = _get(node, "ManagerStatus")
         if isinstance(manager, Mapping):
             manager_status = "leader" if manager.get("Leader") else _text(manager, "Reachability")
@@ -361,6 +357,7 @@ def build_services(
     for task in tasks.values():
         if task.state == "running" and task.desired_state == "running":
             running[task.service_id] = running.get(task.service_id, 0) + 1
+    keys_by_service = desired_keys_by_object(prefix, "services", kv)
     services: dict[str, ServiceRecord] = {}
     for service in services_raw:
         service_id = _text(service, "ID")
@@ -368,7 +365,7 @@ def build_services(
             continue
         name = _text(service, "Spec", "Name")
         labels = _labels(service, "Spec", "Labels")
-        state = merge_desired("service", labels, object_keys(kv, prefix, "services", name))
+        state = merge_desired("service", labels, keys_by_service.get(name, {}))
         replicated = _get(service, "Spec", "Mode", "Replicated")
         if isinstance(replicated, Mapping):
             mode = "replicated"

@@ -14,6 +14,7 @@ import anyio
 
 from swarmop.clients.consul import ConsulKV
 from swarmop.clients.docker import DockerReader, make_api
+from swarmop.desired.keys import Collection
 from swarmop.errors import PermanentError, TemporaryError
 from swarmop.ha import OPEN_GATE, Leadership
 from swarmop.planning.progress import backoff_delay
@@ -160,7 +161,7 @@ class Operator:
         loaded: set[str] = set()
         consul_ready = anyio.Event()
         docker_ready = anyio.Event()
-        folders = ("services", "nodes")
+        folders: tuple[Collection, ...] = ("services", "nodes")
 
         def consul_loaded(folder: str) -> Callable[[], None]:
             def mark() -> None:

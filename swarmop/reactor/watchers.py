@@ -29,6 +29,7 @@ from swarmop.clients.consul import (
     next_index,
 )
 from swarmop.clients.docker import EventStream, make_api
+from swarmop.desired.keys import Collection, desired_keys_by_object
 from swarmop.reactor.context import Context, Key
 from swarmop.views import object_name
 
@@ -174,31 +175,12 @@ async def resync_timer(ctx: Context, touch: Touch) -> None:
             logger.warning("resync failed: %s", error)
 
 
-def parse_desired_keys(
-    prefix: str, collection: str, entries: Mapping[str, Any]
-) -> dict[str, dict[str, str]]:
-    """`<prefix>/<collection>/<name>/<field>` -> {name: {field: value}}."""
-    head = f"{prefix}/{collection}/"
-    found: dict[str, dict[str, str]] = {}
-    for key, entry in entries.items():
-        if not key.startswith(head):
-            continue
-        name, sep, field = key[len(head) :].partition("/")
-        if not sep or not name or not field or field.endswith("/"):
-            continue
-        value = entry.value if hasattr(entry, "value") else entry
-        if value is None:
-            continue
-        found.setdefault(name, {})[field] = str(value)
-    return found
-
-
 def _read_tree(kv: ConsulKV, prefix: str, index: int) -> tuple[int, dict[str, Any]]:
     return kv.get_tree(prefix, index=index, wait=CONSUL_WAIT)
 
 
 async def watch_consul(
-    ctx: Context, touch: Touch, collection: str, ready: Callable[[], None]
+    ctx: Context, touch: Touch, collection: Collection, ready: Callable[[], None]
 ) -> None:
     """Blocking queries on `<prefix>/<collection>/`, with Consul's index rules."""
     assert ctx.kv is not None
@@ -234,7 +216,7 @@ async def watch_consul(
             reported_down = False
         failures = 0
         index = next_index(index, received)
-        current = parse_desired_keys(ctx.prefix, collection, entries)
+        current = desired_keys_by_object(ctx.prefix, collection, entries)
         changed: list[Key] = []
         with ctx.lock:
             names = {name for (k, name) in ctx.consul_keys if k == kind} | set(current)

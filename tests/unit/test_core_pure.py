@@ -13,7 +13,6 @@ from swarmop.filters import ABSENT, PRESENT, match_labels, resolve_field
 from swarmop.planning.diff import diff
 from swarmop.planning.progress import Cycle, HandlerProgress, ObjectState, restart_cycle
 from swarmop.reactor.patch import Patch
-from swarmop.reactor.watchers import parse_desired_keys
 from swarmop.registry import Reason, Registry
 from swarmop.settings import resolve_consul, resolve_docker
 
@@ -117,19 +116,6 @@ def test_consul_client_uses_resolved_token_not_environment(
     assert settings is not None
     kv = ConsulKV(settings)
     assert kv._client.token == "flag-secret"
-
-
-def test_desired_keys_parsing() -> None:
-    entries = {
-        "p/services/web/replicas": "3",
-        "p/services/web/proxy.host": "a.b",
-        "p/services/": None,
-        "p/services/x": "1",
-        "p/nodes/n1/availability": "drain",
-    }
-    assert parse_desired_keys("p", "services", entries) == {
-        "web": {"replicas": "3", "proxy.host": "a.b"}
-    }
 
 
 def test_decorators_register_with_filters() -> None:

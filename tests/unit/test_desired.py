@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from swarmop.desired import NODE_FIELDS, SERVICE_FIELDS, Source, merge_desired, reference
+from swarmop.desired.keys import desired_keys_by_object
 from swarmop.desired.parsers import InvalidValue, parse_constraints, parse_hostname, parse_path
 
 
@@ -112,3 +113,18 @@ def test_reference_doc_is_generated_from_the_schema() -> None:
     assert committed.read_text() == reference.render(), (
         "docs/desired-state.md is stale: regenerate it with python -m swarmop.desired.reference"
     )
+
+
+def test_desired_keys_are_grouped_by_object_and_nested_keys_ignored() -> None:
+    entries = {
+        "p/services/web/replicas": "3",
+        "p/services/web/proxy.host": "a.b",
+        "p/services/web/notes/extra": "ignored: not a field",
+        "p/services/": None,
+        "p/services/x": "1",
+        "p/nodes/n1/availability": "drain",
+    }
+    assert desired_keys_by_object("p", "services", entries) == {
+        "web": {"replicas": "3", "proxy.host": "a.b"}
+    }
+    assert desired_keys_by_object("p", "nodes", entries) == {"n1": {"availability": "drain"}}

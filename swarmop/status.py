@@ -233,6 +233,11 @@ def operator_key(prefix: str) -> str:
     return f"{prefix}/operator"
 
 
+def member_key(prefix: str, instance: str) -> str:
+    """One key per running operator instance, held by its Consul session (HA)."""
+    return f"{prefix}/operators/{instance}"
+
+
 def parse_status_key(prefix: str, key: str) -> tuple[StatusKind, str] | None:
     """(kind, name) of a status key, or None when the key is not one."""
     head = status_prefix(prefix)

@@ -412,6 +412,11 @@ class SwarmopApp(App[None]):
             text.append(f"  nothing at {self.prefix}/operator: {OPERATOR_MISSING}\n")
         else:
             text.append("  without Consul the operator's status cannot be read\n")
+        if snap.instances:
+            text.append("\nInstances (high availability):\n", style="bold")
+            for member in snap.instances:
+                role = "leader" if member.leader else "standby"
+                text.append(f"  {member.instance} on {member.host}: {role}\n")
         if snap.problems:
             text.append("\nProblems reading published status:\n", style="bold yellow")
             for problem in snap.problems:

@@ -7,6 +7,7 @@ no client, no widget; every view and test starts from here.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -153,6 +154,13 @@ class OperatorRecord:
 
 
 @dataclass(frozen=True)
+class InstanceRecord:
+    instance: str
+    host: str
+    leader: bool
+
+
+@dataclass(frozen=True)
 class ClusterSnapshot:
     nodes: Mapping[str, NodeRecord]
     services: Mapping[str, ServiceRecord]
@@ -165,6 +173,7 @@ class ClusterSnapshot:
     docker_error: str | None = None
     consul_error: str | None = None
     problems: tuple[str, ...] = ()  # undecodable status, bad keys: shown, never fatal
+    instances: tuple[InstanceRecord, ...] = ()  # every running operator, leader or standby
 
     def tasks_of(self, service_id: str) -> dict[str, TaskRecord]:
         return {key: task for key, task in self.tasks.items() if task.service_id == service_id}
@@ -446,6 +455,28 @@ def build_operator(
     )
 
 
+def build_instances(kv: Mapping[str, str], prefix: str) -> tuple[InstanceRecord, ...]:
+    """`<prefix>/operators/<instance>`: one key per running instance (HA)."""
+    head = status_contract.member_key(prefix, "")
+    records: list[InstanceRecord] = []
+    for key in sorted(kv):
+        if not key.startswith(head) or "/" in key[len(head) :]:
+            continue
+        try:
+            data = json.loads(kv[key])
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            records.append(
+                InstanceRecord(
+                    instance=str(data.get("instance") or key[len(head) :]),
+                    host=str(data.get("host") or "?"),
+                    leader=data.get("leader") is True,
+                )
+            )
+    return tuple(records)
+
+
 def build_proxies(kv: Mapping[str, str], prefix: str) -> tuple[ProxyRecord, ...]:
     """`<prefix>/proxy/<proxy-service>/config` plus its `.../status/*` keys."""
     head = f"{prefix}/proxy/"
@@ -493,6 +524,7 @@ def build_snapshot(
         operator_events=build_operator_events(keys, prefix, problems),
         proxies=build_proxies(keys, prefix),
         operator=build_operator(keys, prefix, problems),
+        instances=build_instances(keys, prefix),
         consul_configured=kv is not None,
         synced_at=time.time() if synced_at is None else synced_at,
         docker_error=docker_error,

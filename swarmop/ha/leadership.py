@@ -40,6 +40,7 @@ from swarmop.ha.gate import LeaderGate
 from swarmop.ha.guarded_kv import LeaderKV
 from swarmop.ha.lease import Clock, Lease
 from swarmop.settings import ConsulSettings
+from swarmop.status import member_key
 
 logger = logging.getLogger("swarmop.ha")
 
@@ -80,10 +81,6 @@ class HASettings:
 
 def lock_key(prefix: str) -> str:
     return f"{prefix}/leader"
-
-
-def member_key(prefix: str, instance: str) -> str:
-    return f"{prefix}/operators/{instance}"
 
 
 class Leadership:

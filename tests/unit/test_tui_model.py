@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
-from swarmop.tui.model import build_snapshot, docker_event_record, parse_docker_time
+from swarmop.tui.model import (
+    build_instances,
+    build_snapshot,
+    docker_event_record,
+    parse_docker_time,
+)
 from swarmop.tui.sample import NOW, sample_raw, sample_snapshot
 
 
@@ -149,3 +154,18 @@ def test_docker_event_record() -> None:
     )
     assert "replicas.new=3" in record.message
     assert docker_event_record({"Type": "service"}) is None
+
+
+def test_operator_instances_are_listed_with_their_role() -> None:
+    kv = {
+        "swarmop/operators/a1": '{"instance": "a1", "host": "node-1", "leader": true}',
+        "swarmop/operators/b2": '{"instance": "b2", "host": "node-2", "leader": false}',
+        "swarmop/operators/broken": "not json",
+        "swarmop/operator": '{"instance": "a1"}',
+        "other/operators/c3": '{"instance": "c3", "host": "x", "leader": true}',
+    }
+    members = build_instances(kv, "swarmop")
+    assert [(m.instance, m.host, m.leader) for m in members] == [
+        ("a1", "node-1", True),
+        ("b2", "node-2", False),
+    ]

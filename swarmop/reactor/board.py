@@ -52,8 +52,11 @@ def combine_reports(base: ObjectStatus, reports: dict[str, tuple[Outcome, str]])
     outcome = max(
         [base.outcome, *(item[0] for item in reports.values())], key=_SEVERITY.__getitem__
     )
-    ranked = sorted(reports.values(), key=lambda item: -_SEVERITY[item[0]])
-    texts = [base.message, *(text for _, text in ranked)]
+    # Most severe first, so a status cut to MESSAGE_LIMIT still names the problem.
+    ranked = sorted(
+        [(base.outcome, base.message), *reports.values()], key=lambda item: -_SEVERITY[item[0]]
+    )
+    texts = [text for _, text in ranked]
     message = "; ".join(dict.fromkeys(text for text in texts if text))[:MESSAGE_LIMIT]
     return replace(base, outcome=outcome, message=message)
 
@@ -87,9 +90,13 @@ class StatusBoard:
     ) -> None:
         """A timer's or daemon's finding about an object; ok without a message clears it."""
         key: Key = (kind, name)
+        withdrawing = outcome is Outcome.OK and not message
         with self._lock:
+            if withdrawing and key not in self._reports:
+                # Nothing to withdraw; above all, never resurrect a removed object.
+                return
             reports = self._reports.setdefault(key, {})
-            if outcome is Outcome.OK and not message:
+            if withdrawing:
                 reports.pop(source, None)
             else:
                 reports[source] = (outcome, message[:MESSAGE_LIMIT])

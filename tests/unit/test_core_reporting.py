@@ -74,7 +74,8 @@ def test_reports_combine_with_the_reactors_status_and_can_be_withdrawn() -> None
     published = b.get(("service", "web"))
     assert published is not None
     assert published.outcome is Outcome.BLOCKED
-    assert published.message == "2/2 running; proxy: host conflict"
+    # The worse finding leads, so a truncated status still names the problem.
+    assert published.message == "proxy: host conflict; 2/2 running"
     assert b.base(("service", "web")) == ObjectStatus(
         "service", "web", "id1", outcome=Outcome.OK, message="2/2 running"
     )
@@ -94,6 +95,17 @@ def test_report_on_an_object_not_processed_yet() -> None:
     assert status is not None and status.outcome is Outcome.ERROR and status.id == ""
     b.remove(("node", "node-9"))
     assert b.get(("node", "node-9")) is None
+
+
+def test_withdrawing_a_report_never_resurrects_a_removed_object() -> None:
+    b = board()
+    b.set_status(ObjectStatus("service", "gone", "id9", outcome=Outcome.OK))
+    b.remove(("service", "gone"))
+    b.take_changes()
+    b.report("service", "gone", "proxy", Outcome.OK, "")
+    assert b.get(("service", "gone")) is None
+    statuses, _, _, _ = b.take_changes()
+    assert "gone" not in [s.name for s in statuses]
 
 
 def test_handler_info_reaches_the_event_log_whatever_the_process_log_level() -> None:

@@ -200,7 +200,8 @@ def test_timer_reports_on_the_status_and_withdraws(
     name = unique("rep")
     tracker.create_service(name, command=SLEEPER, replicas=0, labels={"test": marker})
     with OperatorRunner(settings, registry=registry) as runner:
-        wait_status(runner, name, Outcome.ERROR, "created; backend unreachable")
+        # The worse finding leads the message.
+        wait_status(runner, name, Outcome.ERROR, "backend unreachable; created")
         verdict.update(outcome="ok", message="")
         wait_status(runner, name, Outcome.OK)
         found = status_of(runner, name)

@@ -24,6 +24,7 @@ import anyio
 import anyio.to_thread
 
 from swarmop.clients.consul import ConsulUnavailable
+from swarmop.clients.detached import run_detached
 from swarmop.ha.consul_session import ConsulSessions, LockEntry
 from swarmop.ha.gate import LeaderGate, Term
 
@@ -158,7 +159,8 @@ class Elector:
             wait = max(1.0, self.lease.renew_due_in())
 
             async def read(wait: float = wait, index: int = index) -> tuple[int, LockEntry | None]:
-                return await self._call(self.sessions.read, self.lock_key, index=index, wait=wait)
+                # A blocking query: detached so that it never delays the process's exit.
+                return await run_detached(self.sessions.read, self.lock_key, index=index, wait=wait)
 
             try:
                 got = await self._unless_resigning(read)

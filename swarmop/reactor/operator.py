@@ -305,7 +305,9 @@ class Operator:
             except Exception as error:
                 logger.warning("cleanup handlers: %s", error)
         self.board.ready = False
-        if ctx.kv is not None:
+        # With leader election the lock is already released here and the next
+        # leader owns the published status; only a lone instance says goodbye.
+        if ctx.kv is not None and self.leadership is None:
             with anyio.move_on_after(5):
                 try:
                     await anyio.to_thread.run_sync(

@@ -8,6 +8,7 @@ import anyio
 import anyio.to_thread
 
 from swarmop.clients.consul import ConsulKV
+from swarmop.ha.gate import NotLeaderError
 from swarmop.reactor.board import StatusBoard
 from swarmop.status import encode, encode_events, events_key, operator_key, status_key
 
@@ -41,6 +42,10 @@ async def run_publisher(board: StatusBoard, kv: ConsulKV, prefix: str) -> None:
         try:
             await anyio.to_thread.run_sync(publish_once, board, kv, prefix)
             failures = 0
+        except NotLeaderError:
+            # Demoted between two publishes: while_leading cancels this loop next.
+            await anyio.sleep(PUBLISH_INTERVAL)
+            continue
         except Exception as error:
             failures += 1
             if failures == 1:

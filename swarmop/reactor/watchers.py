@@ -28,6 +28,7 @@ from swarmop.clients.consul import (
     TokenBucket,
     next_index,
 )
+from swarmop.clients.detached import run_detached
 from swarmop.clients.docker import EventStream, make_api
 from swarmop.desired.keys import Collection, desired_keys_by_object
 from swarmop.reactor.context import Context, Key
@@ -193,7 +194,7 @@ async def watch_consul(
     while True:
         await anyio.sleep(bucket.delay())
         try:
-            received, entries = await ctx.consul(_read_tree, ctx.kv, prefix, index)
+            received, entries = await run_detached(_read_tree, ctx.kv, prefix, index)
         except ConsulThrottled as error:
             failures += 1
             logger.info("Consul throttled (%s); backing off", error)

@@ -33,6 +33,37 @@ def make_api(settings: DockerSettings, *, timeout: float = DEFAULT_TIMEOUT) -> A
     return docker.APIClient(base_url=settings.host, tls=tls, timeout=int(timeout), version="auto")
 
 
+class LazyAPIClient:
+    """An APIClient made on first use, and made again on each use until that works.
+
+    Creating a client asks the daemon for its API version, so an operator that
+    started while Docker was down would crash before it could report anything.
+    Deferred, the failure happens in the first call instead, where the
+    reactor's ordinary "Docker unavailable, retrying" handling takes it.
+    """
+
+    def __init__(self, settings: DockerSettings, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._settings = settings
+        self._timeout = timeout
+        self._api: Any = None
+        self._lock = threading.Lock()
+
+    def _client(self) -> Any:
+        with self._lock:
+            if self._api is None:
+                self._api = make_api(self._settings, timeout=self._timeout)
+            return self._api
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client(), name)
+
+    def close(self) -> None:
+        with self._lock:
+            api, self._api = self._api, None
+        if api is not None:
+            api.close()
+
+
 class DockerReader:
     """Reads of services, nodes and tasks; a missing object is None, not an exception."""
 
@@ -108,4 +139,4 @@ class EventStream:
                 logger.debug("closing event stream: %s", error)
 
 
-__all__ = ["DockerReader", "EventStream", "make_api"]
+__all__ = ["DockerReader", "EventStream", "LazyAPIClient", "make_api"]

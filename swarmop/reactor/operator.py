@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from swarmop.clients.consul import ConsulKV
-from swarmop.clients.docker import DockerReader, make_api
+from swarmop.clients.docker import DockerReader, LazyAPIClient
 from swarmop.desired.keys import Collection
 from swarmop.errors import PermanentError, TemporaryError
 from swarmop.ha import OPEN_GATE, Leadership
@@ -78,7 +78,7 @@ class Operator:
 
     async def run(self, *, on_ready: Callable[[], None] | None = None) -> None:
         settings = self.settings
-        api = make_api(settings.docker)
+        api = LazyAPIClient(settings.docker)
         kv = ConsulKV(settings.consul) if settings.consul is not None else None
         if kv is not None and self.leadership is not None:
             kv = self.leadership.guard(kv)  # every write carries check-session on the lock

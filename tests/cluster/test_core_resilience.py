@@ -4,6 +4,7 @@ stream, restarted dockerd and Consul, the HTTP endpoint, and --state-dir without
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import http.client
 import json
 import threading
@@ -268,6 +269,49 @@ def test_restarted_dockerd_and_consul_are_survived(
         assert any(m.startswith("Docker unavailable") for m in messages), messages
         assert any(m.startswith("Consul unavailable") for m in messages), messages
         assert runner.exception is None
+
+
+def test_operator_started_while_docker_is_unreachable_waits_for_it(
+    *, sandbox: SandboxInfo, tracker: Tracker, prefix: str, tmp_path: Path
+) -> None:
+    """Started before Docker answers, the operator reports the outage instead of
+    crashing, and reconciles once the daemon is reachable."""
+    assert sandbox.manager_docker_host.startswith("unix://")
+    real_socket = sandbox.manager_docker_host.removeprefix("unix://")
+    late_socket = tmp_path / "docker.sock"  # absent until the test links it
+    marker = unique("m")
+    registry = Registry()
+    seen: list[str] = []
+
+    @swarmop.on.create("service", labels={"test": marker}, registry=registry)
+    def hello(name: str, **_: Any) -> None:
+        seen.append(name)
+
+    name = unique("late")
+    tracker.create_service(name, command=SLEEPER, replicas=0, labels={"test": marker})
+    settings = dataclasses.replace(
+        make_settings(sandbox, prefix),
+        docker=resolve_docker(host=f"unix://{late_socket}", env={}),
+    )
+    runner = OperatorRunner(settings, registry=registry, ready_timeout=120)
+
+    def link_once_the_outage_is_reported() -> None:
+        wait_until(
+            lambda: runner.operator is not None and runner.board.info.docker_error is not None,
+            timeout=60,
+            what="the operator to report Docker unreachable",
+        )
+        late_socket.symlink_to(real_socket)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        linker = pool.submit(link_once_the_outage_is_reported)
+        with runner:  # returns once the operator is ready, which needs the link
+            linker.result(timeout=1)
+            wait_until(lambda: name in seen, what="the handler once Docker answered")
+            wait_until(lambda: runner.board.info.docker_error is None, what="the outage cleared")
+            assert runner.exception is None
+            messages = [event.message for event in runner.snapshot().events]
+            assert any(m.startswith("Docker unavailable") for m in messages), messages
 
 
 def http_get(port: int, path: str) -> tuple[int, Any]:

@@ -119,6 +119,58 @@ def test_drift_is_restored(
     wait_status(operator, spec(docker_api, service_id)["Name"], Outcome.OK, "2/2 replicas running")
 
 
+def test_rolling_update_that_also_scales_is_not_fought_then_drift_is_restored(
+    docker_api: docker.APIClient, tracker: Tracker, operator: OperatorRunner
+) -> None:
+    """R14/R8: someone rolls a new env and scales 3 -> 2 in one write. While Swarm
+    rolls the tasks the operator leaves the count alone (a spec write mid-rollout
+    would also clear Swarm's UpdateStatus); once the rollout has completed it
+    restores 3, and the other writer's env survives."""
+    name = unique("roll")
+    service_id = tracker.create_service(
+        name, command=SLEEPER, replicas=3, labels={"swarmop.replicas": "3"}, env=["ROUND=1"]
+    )
+
+    def slow_rollout(spec: dict[str, Any]) -> None:
+        spec["UpdateConfig"] = {
+            "Parallelism": 1,
+            "Delay": 2_000_000_000,
+            "Order": "stop-first",
+            "FailureAction": "pause",
+        }
+
+    update_service(docker_api, service_id, slow_rollout)
+    wait_status(operator, name, Outcome.OK, "3/3 replicas running")
+
+    def roll_and_scale(spec: dict[str, Any]) -> None:
+        spec["TaskTemplate"]["ContainerSpec"]["Env"] = ["ROUND=2"]
+        spec["Mode"]["Replicated"]["Replicas"] = 2
+
+    update_service(docker_api, service_id, roll_and_scale)
+    states: list[str | None] = []
+    counts_during_rollout: set[int] = set()
+    messages: set[str] = set()
+
+    def rollout_over() -> bool:
+        attrs = docker_api.inspect_service(service_id)
+        state = (attrs.get("UpdateStatus") or {}).get("State")
+        states.append(state)
+        if state == "updating":
+            counts_during_rollout.add(attrs["Spec"]["Mode"]["Replicated"]["Replicas"])
+            found = status(operator, name)
+            if found is not None:
+                messages.add(found.message)
+        return state not in (None, "updating")
+
+    wait_until(rollout_over, timeout=120, interval=0.1, what="the rollout to end")
+    assert counts_during_rollout == {2}, "the operator wrote replicas into the rollout"
+    assert states[-1] == "completed", states
+    assert any("rolling update" in message for message in messages), messages
+    wait_until(lambda: replicas(docker_api, service_id) == 3, timeout=60, what="3 restored")
+    assert spec(docker_api, service_id)["TaskTemplate"]["ContainerSpec"]["Env"] == ["ROUND=2"]
+    wait_status(operator, name, Outcome.OK, "3/3 replicas running")
+
+
 def test_consul_key_beats_label(
     docker_api: docker.APIClient,
     consul_client: consul.Consul,

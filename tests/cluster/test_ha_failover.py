@@ -93,13 +93,14 @@ class Operators:
         self.prefix = f"hatest/{self.run_id}"
         self.processes: dict[str, OperatorProcess] = {}
 
-    def start(self, instance: str) -> OperatorProcess:
+    def start(self, instance: str, extra_env: dict[str, str] | None = None) -> OperatorProcess:
         log = self.tmp / f"{instance}.log"
         env = dict(os.environ)
         env.update(
             DOCKER_HOST=self.sandbox.manager_docker_host,
             CONSUL_HTTP_ADDR=self.sandbox.consul_http_addr,
             HATEST_RUN=self.run_id,
+            **(extra_env or {}),
         )
         env.pop("CONSUL_HTTP_TOKEN", None)
         with log.open("wb") as out:
@@ -246,9 +247,9 @@ def test_sigterm_hands_over_without_waiting_for_the_ttl(
     # Far below the TTL: the lock was released, not left to expire.
     operators.wait_leader(wait_until, timeout=SETTINGS.ttl / 2, other_than=first)
     print(f"hand-over after SIGTERM: {time.monotonic() - stopped_at:.2f}s")
-    # The process itself may take a while to exit (worker threads in blocking reads);
-    # the lock was handed over before that.
-    assert operators.processes[first].popen.wait(60) == 0
+    exit_code = operators.processes[first].popen.wait(60)
+    print(f"process exit after SIGTERM: {time.monotonic() - stopped_at:.2f}s")
+    assert exit_code == 0
     wait_until(
         lambda: labels_of(docker_api, service).get("hatest.applied") == "two",
         timeout=30,
@@ -299,3 +300,84 @@ def test_a_leader_paused_past_its_ttl_has_its_writes_refused_after_resuming(
     refused = [w for w in paused.writes() if not w.allowed and w.time >= resumed_at]
     print(f"resumed leader: {len(refused)} writes refused, 0 allowed")
     assert_no_overlap(operators.all_writes())
+
+
+FAKETIME_LIBRARY = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+
+
+def ticks_of(api: docker.APIClient, service_id: str) -> int:
+    return int(labels_of(api, service_id).get("hatest.ticks", "0"))
+
+
+def test_clock_skew_and_a_clock_jump_do_not_decide_leadership(
+    operators: Operators, tracker: Tracker, docker_api: docker.APIClient, wait_until: Any
+) -> None:
+    """R25: one instance runs 5 minutes ahead (libfaketime). As a standby it does
+    not lead while the lock is held; it takes over only when the leader dies;
+    and when its clock jumps an hour forward mid-lease the cluster keeps exactly
+    one writer per term and keeps converging. Leadership rests on Consul's
+    server-side session TTL and the monotonic clock, never on wall-clock time."""
+    if not FAKETIME_LIBRARY.exists():
+        pytest.fail(f"{FAKETIME_LIBRARY} is missing: run `make setup` (installs faketime)")
+    offset_file = operators.tmp / "faketime.offset"
+    offset_file.write_text("+5m\n")
+    skew = {
+        "LD_PRELOAD": str(FAKETIME_LIBRARY),
+        "FAKETIME_TIMESTAMP_FILE": str(offset_file),
+        "FAKETIME_NO_CACHE": "1",  # read the offset on every call, so it can jump
+    }
+    operators.start("steady")
+    assert operators.wait_leader(wait_until, timeout=30) == "steady"
+    skewed = operators.start("skewed", extra_env=skew)
+    service = tracker.create_service(
+        labels={"hatest": operators.run_id, "hatest.tick": "on"}, command=["sleep", "1d"]
+    )
+    wait_until(lambda: ticks_of(docker_api, service) >= 3, timeout=30, what="the leader's ticks")
+
+    def first_log_time() -> datetime | None:
+        for line in skewed.log.read_text(errors="replace").splitlines():
+            try:
+                return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+            except ValueError:
+                continue
+        return None
+
+    logged = wait_until(first_log_time, timeout=30, what="the skewed instance's first log line")
+    ahead = (logged - datetime.now()).total_seconds()
+    assert ahead > 240, f"the fake clock is not in effect (log {ahead:.0f}s ahead)"
+
+    # Several renewals of the leader's session later, the skewed standby still waits.
+    ticks = ticks_of(docker_api, service)
+    wait_until(
+        lambda: ticks_of(docker_api, service) >= ticks + 2 * SETTINGS.ttl,
+        timeout=4 * SETTINGS.ttl,
+        what="the leader to keep ticking for two TTLs",
+    )
+    assert operators.leader() == "steady"
+    assert not [w for w in skewed.writes() if w.allowed and "object=" in w.what]
+
+    killed_at = time.monotonic()
+    operators.processes["steady"].signal(signal.SIGKILL)
+    assert operators.wait_leader(wait_until, timeout=TAKEOVER_BOUND, other_than="steady") == (
+        "skewed"
+    )
+    print(f"takeover by the skewed instance: {time.monotonic() - killed_at:.1f}s")
+    ticks = ticks_of(docker_api, service)
+    wait_until(lambda: ticks_of(docker_api, service) >= ticks + 3, what="the new leader's ticks")
+
+    operators.start("steady-2")
+    offset_file.write_text("+65m\n")  # mid-lease: wall clock and monotonic leap an hour
+    ticks = ticks_of(docker_api, service)
+    wait_until(
+        lambda: ticks_of(docker_api, service) >= ticks + 3,
+        timeout=TAKEOVER_BOUND + 30,
+        what="writes to go on after the jump",
+    )
+    assert operators.leader() in ("skewed", "steady-2")
+    owners: dict[int, set[str]] = {}
+    for write in operators.all_writes():
+        if write.allowed and write.term is not None:
+            owners.setdefault(write.term, set()).add(write.instance)
+    shared = {term: names for term, names in owners.items() if len(names) > 1}
+    assert not shared, f"two instances wrote under one term: {shared}"
+    print("terms and their writers:", {term: sorted(names) for term, names in owners.items()})

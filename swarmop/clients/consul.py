@@ -3,25 +3,46 @@
 py-consul 1.8.0 lets CONSUL_HTTP_TOKEN override a token given in code and
 ignores CONSUL_CACERT; this client sets the resolved token explicitly on every
 request (header only) and passes the CA file as the verify bundle.
+
+The tree read behind the watchers goes straight through `requests`, not
+py-consul, for two reasons:
+
+- its read timeout must outlast the query's own wait. Consul answers a
+  blocking query only after `wait` plus up to `wait/16` of jitter, so the
+  timeout is `wait + wait/16 + BLOCKING_MARGIN`; every other call keeps the
+  short timeout. (py-consul derives a blocking query's timeout from
+  `connections_timeout` in a release-specific way: 1.8.0 adds the wait to it;
+  used as is, 10 s would end every quiet 30 s query.) A black-holed query
+  then fails after that long instead of hanging.
+- `kv.get` hides the response headers, and `X-Consul-Results-Filtered-By-ACLs`
+  says that keys were left out of the listing. An incomplete listing must not
+  look like deleted keys, so such a read raises `ConsulResultsFiltered`.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import consul
-import consul.base
+import requests
+from consul.exceptions import ACLPermissionDenied, BadRequest, ClientError, ConsulException
 
 from swarmop.settings import ConsulSettings
 
 logger = logging.getLogger("swarmop.consul")
 
 DEFAULT_TIMEOUT = 10.0
+"""Connecting, and answering any call that is not a blocking query."""
+BLOCKING_MARGIN = 5.0
+"""How long past a blocking query's wait and jitter its answer may still take."""
+FILTERED_HEADER = "X-Consul-Results-Filtered-By-ACLs"
 
 
 class ConsulUnavailable(RuntimeError):
@@ -29,7 +50,19 @@ class ConsulUnavailable(RuntimeError):
 
 
 class ConsulThrottled(ConsulUnavailable):
-    """429 or 503: back off before the next request."""
+    """429 or 503: back off before the next request.
+
+    Both get the same treatment, an exponential backoff: with a single agent
+    to talk to there is no other server to retry a 429 on at once.
+    """
+
+
+class ConsulResultsFiltered(ConsulUnavailable):
+    """Consul left keys out of a listing (ACLs): the listing is incomplete.
+
+    Missing keys are not deleted keys: the caller keeps what it knew and reads
+    again later, as when Consul is unreachable.
+    """
 
 
 def next_index(previous: int, received: Any) -> int:
@@ -51,6 +84,14 @@ def next_index(previous: int, received: Any) -> int:
 def blocking_index(index: int) -> int | None:
     """The index to send: None (a plain read) for 0, else at least 1."""
     return None if index <= 0 else max(index, 1)
+
+
+def read_timeout(wait: float | None, short: float = DEFAULT_TIMEOUT) -> float:
+    """How long to wait for an answer: `short`, or for a blocking query of `wait`
+    seconds its wait plus Consul's jitter (up to wait/16) plus a margin."""
+    if not wait or wait <= 0:
+        return short
+    return wait + wait / 16 + BLOCKING_MARGIN
 
 
 class TokenBucket:
@@ -108,18 +149,22 @@ class ConsulKV:
         # Overrides whatever py-consul took from the environment.
         self._client.token = settings.token
         self._token = settings.token
+        self._timeout = timeout
+        self._base = settings.address.rstrip("/")
+        self._http = requests.Session()
+        self._http.verify = verify
+        if settings.token:
+            self._http.headers["X-Consul-Token"] = settings.token
         self._lock = threading.Lock()
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
-        except consul.base.ConsulException as error:
+        except ConsulException as error:
             text = str(error)
             if text.startswith(("429", "503")):
                 raise ConsulThrottled(text[:200]) from None
-            if isinstance(error, consul.base.ClientError | consul.base.BadRequest):
-                raise
-            if isinstance(error, consul.base.ACLPermissionDenied):
+            if isinstance(error, ClientError | BadRequest | ACLPermissionDenied):
                 raise
             raise ConsulUnavailable(text[:200]) from None
         except OSError as error:
@@ -144,21 +189,44 @@ class ConsulKV:
     def get_tree(
         self, prefix: str, *, index: int = 0, wait: float | None = None
     ) -> tuple[int, dict[str, KVEntry]]:
-        """All keys under `prefix`; with index >= 1 and wait, a blocking query."""
+        """All keys under `prefix`; with index >= 1 and wait, a blocking query.
+
+        Raises ConsulResultsFiltered when ACLs left keys out of the answer.
+        """
+        params: dict[str, str] = {"recurse": "1"}
         sent = blocking_index(index)
-        wait_text = f"{max(1, int(wait))}s" if wait and sent else None
-        raw_index, items = self._call(
-            lambda: self._client.kv.get(
-                prefix, index=sent, wait=wait_text, recurse=True, token=self._token
+        waited: float | None = None
+        if sent is not None and wait:
+            waited = float(max(1, int(wait)))
+            params.update(index=str(sent), wait=f"{waited:.0f}s")
+        url = f"{self._base}/v1/kv/{urllib.parse.quote(prefix, safe='/')}"
+        try:
+            response = self._http.get(
+                url, params=params, timeout=(self._timeout, read_timeout(waited, self._timeout))
             )
-        )
-        entries = {
-            str(item["Key"]): KVEntry(
-                str(item["Key"]), _text(item.get("Value")), int(item.get("ModifyIndex", 0))
+        except requests.RequestException as error:
+            raise ConsulUnavailable(f"GET /v1/kv/{prefix}: {error}") from None
+        _raise_for_status(response)
+        received = next_index(0, response.headers.get("X-Consul-Index"))
+        if response.headers.get(FILTERED_HEADER, "").strip().lower() == "true":
+            raise ConsulResultsFiltered(
+                f"GET /v1/kv/{prefix}: ACLs left keys out of the answer (index {received})"
             )
-            for item in items or []
-        }
-        return next_index(0, raw_index), entries
+        if response.status_code == 404:
+            return received, {}
+        try:
+            items = response.json() or []
+            entries = {
+                str(item["Key"]): KVEntry(
+                    str(item["Key"]),
+                    None if item.get("Value") is None else _text(base64.b64decode(item["Value"])),
+                    int(item.get("ModifyIndex", 0)),
+                )
+                for item in items
+            }
+        except (ValueError, TypeError, KeyError) as error:
+            raise ConsulUnavailable(f"GET /v1/kv/{prefix}: unreadable answer: {error}") from None
+        return received, entries
 
     def put(self, key: str, value: str | bytes, *, cas: int | None = None) -> bool:
         """Write; with cas=N only if the key's ModifyIndex is N (0: only if absent).
@@ -173,12 +241,30 @@ class ConsulKV:
         )
 
 
+def _raise_for_status(response: requests.Response) -> None:
+    """Map an HTTP error to the exceptions the py-consul calls raise here."""
+    code = response.status_code
+    if code in (200, 404):
+        return
+    text = f"{code} {response.text[:200].strip()}"
+    if code in (429, 503):
+        raise ConsulThrottled(text)
+    if code == 403:
+        raise ACLPermissionDenied(text)
+    if 400 <= code < 500:
+        raise ClientError(text)
+    raise ConsulUnavailable(text)
+
+
 __all__ = [
+    "BLOCKING_MARGIN",
     "ConsulKV",
+    "ConsulResultsFiltered",
     "ConsulThrottled",
     "ConsulUnavailable",
     "KVEntry",
     "TokenBucket",
     "blocking_index",
     "next_index",
+    "read_timeout",
 ]

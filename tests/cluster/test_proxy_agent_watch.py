@@ -8,23 +8,19 @@ on loopback); Consul is the sandbox's.
 
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import shutil
 import signal
 import socket
-import socketserver
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import consul
 import pytest
+from consul_fault_proxy import FaultProxy, Seen
 
 from swarmop.proxy import config_hash, proxy_keys, read_agent_status
 from swarmop.proxy.nginx_check import DEFAULT_NGINX, default_user, main_config
@@ -35,73 +31,6 @@ pytestmark = pytest.mark.cluster
 
 AGENT = Path(__file__).resolve().parents[2] / "swarmop" / "proxy" / "image" / "agent.sh"
 TOKEN = "agent-test-token-5f1c"
-
-
-@dataclass
-class Seen:
-    request_line: str
-    headers: dict[str, str]
-    index_out: int | None = None
-    at: float = field(default_factory=time.monotonic)
-
-
-class FaultProxy:
-    """Forwards HTTP/1.0 requests to Consul; `rewrite_index(path, index)` may
-    change the X-Consul-Index the agent sees."""
-
-    def __init__(self, consul_addr: str) -> None:
-        self.consul_host, port = consul_addr.rsplit(":", 1)
-        self.consul_port = int(port)
-        self.seen: list[Seen] = []
-        self.rewrite_index: Callable[[str, int], int] = lambda _path, index: index
-        proxy = self
-
-        class Handler(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                proxy._handle(self.rfile, self.wfile)
-
-        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def _handle(self, reader: Any, wfile: Any) -> None:
-        request_line = reader.readline().decode("latin-1").rstrip("\r\n")
-        headers: dict[str, str] = {}
-        while True:
-            line = reader.readline().decode("latin-1").rstrip("\r\n")
-            if not line:
-                break
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        body = reader.read(int(headers.get("content-length", "0")))
-        seen = Seen(request_line, headers)
-        self.seen.append(seen)
-        method, path, _ = request_line.split(" ", 2)
-        upstream = http.client.HTTPConnection(self.consul_host, self.consul_port, timeout=90)
-        forward = {k: v for k, v in headers.items() if k in {"x-consul-token", "content-length"}}
-        upstream.request(method, path, body=body or None, headers=forward)
-        response = upstream.getresponse()
-        payload = response.read()
-        index = response.getheader("X-Consul-Index")
-        lines = [f"HTTP/1.0 {response.status} {response.reason}"]
-        if index is not None:
-            seen.index_out = self.rewrite_index(path, int(index))
-            lines.append(f"X-Consul-Index: {seen.index_out}")
-        lines.append(f"Content-Length: {len(payload)}")
-        wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
-        upstream.close()
-
-    def watches(self) -> list[Seen]:
-        return [
-            s
-            for s in self.seen
-            if s.request_line.startswith("GET ") and "/config?" in s.request_line
-        ]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _query_index(seen: Seen) -> int:

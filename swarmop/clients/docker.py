@@ -13,6 +13,8 @@ from typing import Any
 import docker
 import docker.errors
 import docker.tls
+import docker.types
+import docker.utils
 
 from swarmop.settings import DockerSettings
 
@@ -100,21 +102,51 @@ class EventStream:
 
     docker-py's stream has no read timeout and simply ends when the connection
     drops, so the caller treats the end of iteration as "reconnect and relist".
+
+    Opening the stream waits at most `open_timeout` for the daemon's answer
+    (docker-py would wait forever: a black-holed request never returns), and
+    `close()` never waits for an opening in progress: it marks the stream
+    closed and the opener closes what it gets. A silent stream once open is
+    the caller's watchdog's business, so its reads have no timeout.
     """
 
-    def __init__(self, api: Any, types: tuple[str, ...] = ("service", "node")) -> None:
+    def __init__(
+        self,
+        api: Any,
+        types: tuple[str, ...] = ("service", "node"),
+        *,
+        open_timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
         self._api = api
         self._types = types
+        self._open_timeout = open_timeout
         self._stream: Any = None
         self._closed = threading.Event()
         self._lock = threading.Lock()
 
     def __iter__(self) -> Iterator[Mapping[str, Any]]:
+        if self._closed.is_set():
+            return iter(())
+        # No lock held while the request is out: close() must not wait on the network.
+        stream = self._open()
         with self._lock:
-            if self._closed.is_set():
-                return iter(())
-            self._stream = self._api.events(decode=True, filters={"type": list(self._types)})
-        return self._iterate()
+            if not self._closed.is_set():
+                self._stream = stream
+                return self._iterate()
+        _close_quietly(stream)
+        return iter(())
+
+    def _open(self) -> Any:
+        api = self._api
+        response = api._get(
+            api._url("/events"),
+            params={"filters": docker.utils.convert_filters({"type": list(self._types)})},
+            stream=True,
+            timeout=self._open_timeout,
+        )
+        api._raise_for_status(response)
+        _read_without_timeout(response)
+        return docker.types.CancellableStream(api._stream_helper(response, decode=True), response)
 
     def _iterate(self) -> Iterator[Mapping[str, Any]]:
         stream = self._stream
@@ -133,10 +165,26 @@ class EventStream:
             self._closed.set()
             stream = self._stream
         if stream is not None:
-            try:
-                stream.close()
-            except Exception as error:
-                logger.debug("closing event stream: %s", error)
+            _close_quietly(stream)
+
+
+def _read_without_timeout(response: Any) -> None:
+    """Lift the open timeout from a streamed response's socket (a quiet swarm sends
+    nothing for minutes). Where the socket cannot be found the timeout stays, and
+    a quiet stream merely ends early and is reopened."""
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        logger.debug("event stream: socket not found; its reads keep the open timeout")
+        return
+    sock.settimeout(None)
+
+
+def _close_quietly(stream: Any) -> None:
+    try:
+        stream.close()
+    except Exception as error:
+        logger.debug("closing event stream: %s", error)
 
 
 __all__ = ["DockerReader", "EventStream", "LazyAPIClient", "make_api"]

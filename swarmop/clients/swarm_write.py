@@ -7,9 +7,15 @@ the full spec read just before, changed only by the caller's `mutate`.
 
 A concurrent writer makes the daemon answer HTTP 500 "update out of sequence"
 (not 409): the whole cycle is repeated on a fresh read, so the other writer's
-change survives and only our fields are applied again. A write whose response
-was lost is never blindly repeated: the next cycle re-reads, and if our change
-is already there, `mutate` reports nothing to do.
+change survives and only our fields are applied again.
+
+A write whose response was lost (connection reset, timeout) is never blindly
+repeated: the next cycle re-reads first. If the object moved to a newer version
+whose spec is exactly the one we sent (or, for a service, whose previous spec
+is, when someone wrote again right after us), our write landed and we stop
+there, without calling `mutate` again: a relative change such as bumping
+ForceUpdate would otherwise be applied twice. Otherwise `mutate` runs on the
+fresh read as usual, and finds nothing to do if our change is there anyway.
 """
 
 from __future__ import annotations
@@ -126,9 +132,23 @@ def _read_modify_write(
     indeterminate = 0
     backoff = DEFAULT_BACKOFF
     last_error: Exception | None = None
+    unsettled: tuple[Spec, int] | None = None  # (spec sent, version) of a write in doubt
     for attempt in range(1, attempts + 1):
         current = read()
         version = int(current["Version"]["Index"])
+        if unsettled is not None and _landed(current, *unsettled):
+            logger.info("%s %s: the write in doubt was applied", kind, object_id)
+            return WriteResult(
+                changed=True,
+                attempts=attempt,
+                version_read=version,
+                conflicts=conflicts,
+                indeterminate=indeterminate,
+            )
+        if unsettled is not None and version > unsettled[1]:
+            unsettled = None  # the object moved on without our write
+        # (At an unchanged version the write in doubt may still be in flight; the
+        # daemon accepts at most one write per version, and the next read tells.)
         spec = copy.deepcopy(current["Spec"])
         wanted = mutate(spec)
         if wanted is False or spec == current["Spec"]:
@@ -153,6 +173,7 @@ def _read_modify_write(
         except (requests.ConnectionError, requests.Timeout) as error:
             # The request may or may not have been applied: re-read, never resend blindly.
             indeterminate += 1
+            unsettled = (spec, version)
             last_error = error
             logger.warning("%s %s: write outcome unknown (%s), re-reading", kind, object_id, error)
         else:
@@ -169,3 +190,10 @@ def _read_modify_write(
     raise SwarmWriteError(
         f"could not update {kind} {object_id} after {attempts} attempts: {last_error}"
     )
+
+
+def _landed(current: dict[str, Any], sent: Spec, version: int) -> bool:
+    """Whether a write of `sent` at `version`, whose outcome was unknown, was applied."""
+    if int(current["Version"]["Index"]) <= version:
+        return False  # nothing was written since: ours was not applied
+    return bool(current.get("Spec") == sent or current.get("PreviousSpec") == sent)

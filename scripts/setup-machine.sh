@@ -28,7 +28,7 @@ apt_update_once() {
 # network namespace would add bridges and iptables rules there. policy-rc.d is
 # Debian's switch for that; add one only for the duration of the install.
 missing=()
-for pkg in docker.io busybox-static iptables iproute2 util-linux faketime; do
+for pkg in docker.io busybox-static iptables iproute2 util-linux faketime openssl; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -23,6 +23,20 @@ logger = logging.getLogger("swarmop.docker")
 DEFAULT_TIMEOUT = 30.0
 
 
+class _APIClient(docker.APIClient):  # type: ignore[misc]
+    """requests lets REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE replace a session's own
+    CA bundle (psf/requests#3829), so the daemon's CA from DOCKER_CERT_PATH was
+    silently ignored wherever those variables are set: the CA given here wins."""
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if isinstance(self.verify, str) and verify is None:
+            merged["verify"] = self.verify
+        return merged
+
+
 def make_api(settings: DockerSettings, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
     """A docker.APIClient following the resolved settings (TLS as decided in settings)."""
     tls: Any = False
@@ -32,7 +46,7 @@ def make_api(settings: DockerSettings, *, timeout: float = DEFAULT_TIMEOUT) -> A
             ca_cert=f"{settings.cert_path}/ca.pem" if settings.tls_verify else None,
             verify=settings.tls_verify,
         )
-    return docker.APIClient(base_url=settings.host, tls=tls, timeout=int(timeout), version="auto")
+    return _APIClient(base_url=settings.host, tls=tls, timeout=int(timeout), version="auto")
 
 
 class LazyAPIClient:

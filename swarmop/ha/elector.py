@@ -205,10 +205,11 @@ class Elector:
                 with anyio.fail_after(timeout):
                     alive = await self._call(self.sessions.renew, session)
             except (ConsulUnavailable, TimeoutError) as error:
+                reason = str(error) or f"no answer within {timeout:.1f}s"
                 if not self.lease.valid():
-                    logger.warning("cannot renew session %s (%s): lease over", session, error)
+                    logger.warning("cannot renew session %s (%s): lease over", session, reason)
                     return False
-                logger.info("renewing session %s: %s; retrying", session, error)
+                logger.info("renewing session %s: %s; retrying", session, reason)
                 await self._sleep(min(1.0, self.lease.remaining()))
                 continue
             if not alive:

@@ -23,6 +23,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 
 from swarmop.clients.consul import (
     ConsulKV,
+    ConsulResultsFiltered,
     ConsulThrottled,
     ConsulUnavailable,
     TokenBucket,
@@ -38,6 +39,7 @@ logger = logging.getLogger("swarmop.watch")
 
 Touch = Callable[[Key, Mapping[str, Any] | None], None]
 BACKOFF_CAP = 30.0
+STREAM_MIN_LIFETIME = 2.0
 CONSUL_WAIT = 30.0
 
 
@@ -108,9 +110,16 @@ async def watch_docker(ctx: Context, touch: Touch, ready: Callable[[], None]) ->
                     ctx.board.record("operator", "", logging.INFO, "Docker is back; relisted")
                     ctx.board.update_info(docker_error=None)
                     reported_down = False
-                failures = 0
+                connected = time.monotonic()
                 await _consume(ctx, receive, touch, stream)
                 tg.cancel_scope.cancel()
+            if time.monotonic() - connected < STREAM_MIN_LIFETIME:
+                # Ended as soon as it opened while lists still work: reconnecting at
+                # once would relist everything in a tight loop.
+                failures += 1
+                await anyio.sleep(_backoff(failures))
+            else:
+                failures = 0
         except Exception as error:
             failures += 1
             if not reported_down:
@@ -198,6 +207,23 @@ async def watch_consul(
         except ConsulThrottled as error:
             failures += 1
             logger.info("Consul throttled (%s); backing off", error)
+            await anyio.sleep(_backoff(failures))
+            continue
+        except ConsulResultsFiltered as error:
+            # Hidden keys are not deleted keys: keep what we know, read again later.
+            failures += 1
+            index = 0
+            if not reported_down:
+                ctx.board.record(
+                    "operator",
+                    "",
+                    logging.WARNING,
+                    f"Consul hides keys under {prefix} from this token (ACLs): keeping the "
+                    f"last known desired state; give the token read access to the prefix "
+                    f"({error})",
+                )
+                ctx.board.update_info(consul_error=f"ACLs hide keys under {prefix}")
+                reported_down = True
             await anyio.sleep(_backoff(failures))
             continue
         except (ConsulUnavailable, Exception) as error:

@@ -453,3 +453,84 @@ def test_replayed_and_reordered_events_change_nothing(
             assert status is not None and status.outcome is Outcome.OK
         assert runner.board.get(("service", gone)) is None
         assert runner.exception is None
+
+
+def test_silently_lost_events_are_made_up_by_the_resync(
+    *,
+    sandbox: SandboxInfo,
+    docker_api: docker.APIClient,
+    consul_client: Any,
+    tracker: Tracker,
+    prefix: str,
+    fault_proxy: DockerFaultProxy,
+) -> None:
+    """R1: no Docker event reaches the operator (the stream stays open and silent,
+    and the watchdog is far away), while a label and a Consul key change. Both are
+    applied within the resync interval; the objects nobody changed see no handler
+    call from the relists."""
+    resync = 5.0
+    marker = unique("m")
+    registry = Registry()
+    calls = Calls()
+
+    @swarmop.on.update("service", labels={"test": marker}, registry=registry, id="update")
+    def updated(name: str, **_: Any) -> None:
+        calls.add("update", name)
+
+    @swarmop.on.field(
+        "service", field="desired.replicas", labels={"test": marker}, registry=registry
+    )
+    def replicas(name: str, new: Any, **_: Any) -> None:
+        calls.add("replicas", name, str(new))
+
+    @swarmop.on.event("service", labels={"test": marker}, registry=registry, id="event")
+    def event(name: str, **_: Any) -> None:
+        calls.add("event", name)
+
+    follow_label(registry, marker, calls)
+    names = [unique("lost") for _ in range(4)]
+    ids = {
+        name: tracker.create_service(
+            name, command=SLEEPER, replicas=0, labels={"test": marker, "n": "start"}
+        )
+        for name in names
+    }
+    changed_by_label, changed_by_key, *untouched = names
+    settings = proxied_settings(sandbox, prefix, fault_proxy, resync_interval=resync)
+    with OperatorRunner(settings, registry=registry) as runner:
+        wait_until(
+            lambda: all(calls.seen(name) == ["start"] for name in names), what="the first pass"
+        )
+        wait_until(lambda: fault_proxy.event_streams() >= 1, what="an event stream via the proxy")
+        before = calls.snapshot("update", "follow", "replicas")
+        fault_proxy.black_hole(EVENTS, new=True)
+        events_before = calls.count("event", changed_by_label)
+        try:
+            set_label(docker_api, ids[changed_by_label], "n", "while-deaf")
+            consul_client.kv.put(f"{prefix}/services/{changed_by_key}/replicas", "0")
+            wait_until(
+                lambda: "while-deaf" in calls.seen(changed_by_label),
+                timeout=resync * 6,
+                what="the label change, found by a resync",
+            )
+            wait_until(
+                lambda: calls.count("replicas", changed_by_key) > 0,
+                timeout=resync * 6,
+                what="the Consul key change",
+            )
+            # Two more full relists, then compare the objects nobody changed.
+            resynced = runner.board.info.last_resync or 0.0
+            wait_until(
+                lambda: (runner.board.info.last_resync or 0.0) > resynced + resync,
+                timeout=resync * 6,
+                what="two more resyncs",
+            )
+            after = calls.snapshot("update", "follow", "replicas")
+            for name in untouched:
+                mine = {key: n for key, n in after.items() if key[1] == name}
+                assert mine == {k: n for k, n in before.items() if k[1] == name}, name
+            # The stream really was silent: the change's own event never arrived.
+            assert calls.count("event", changed_by_label) == events_before
+        finally:
+            fault_proxy.heal()
+        assert runner.exception is None

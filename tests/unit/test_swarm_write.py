@@ -111,6 +111,21 @@ def test_lost_response_is_settled_by_rereading_not_by_resending() -> None:
     assert len(api.writes) == 1, "the write must not be sent twice"
 
 
+def test_lost_response_of_a_relative_change_is_not_applied_twice() -> None:
+    """A mutate that bumps a counter (ForceUpdate, a handler's patch.mutate) must
+    not run again on the re-read spec when the write in doubt has landed."""
+    api = FakeServiceAPI(_spec())
+    api.lose_response_once = True
+
+    def bump(spec: dict[str, Any]) -> None:
+        task = spec.setdefault("TaskTemplate", {})
+        task["ForceUpdate"] = int(task.get("ForceUpdate") or 0) + 1
+
+    update_service(api, "web", bump)
+    assert len(api.writes) == 1, "the write must not be sent twice"
+    assert api.spec["TaskTemplate"]["ForceUpdate"] == 1
+
+
 def test_gives_up_after_bounded_attempts() -> None:
     api = FakeServiceAPI(_spec())
 

@@ -8,6 +8,7 @@ on loopback); Consul is the sandbox's.
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import shutil
@@ -150,3 +151,106 @@ def test_agent_watch_floors_and_resets_the_index_and_sends_the_token_in_a_header
         os.killpg(agent.pid, signal.SIGTERM)
         agent.wait(timeout=10)
         fault.close()
+
+
+def _get(port: int, host: str) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/", headers={"Host": host})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def _live(consul_client: consul.Consul, prefix: str, service: str, text: str) -> bool:
+    return any(
+        item.ok and item.live_hash == config_hash(text)
+        for item in read_agent_status(consul_client, prefix=prefix, proxy_service=service).values()
+    )
+
+
+def test_a_torn_write_and_a_config_nginx_refuses_never_reach_nginx(
+    sandbox: SandboxInfo,
+    consul_client: consul.Consul,
+    tracker: Tracker,
+    local_nginx: tuple[Path, int],
+    tmp_path: Path,
+) -> None:
+    """R30: the agent is killed between writing a config and renaming it into
+    place, leaving half a file beside the live one; and a config that fails
+    `nginx -t` is published. nginx keeps serving the last good config through
+    both, and the next good config replaces the torn file."""
+    prefix_dir, port = local_nginx
+    conf_dir = prefix_dir / "conf.d"
+    kv_prefix = tracker.consul_prefix(unique("swarmop-agent-torn"))
+    service = "edge"
+    key = proxy_keys(kv_prefix, service)["config"]
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CONSUL_HTTP_ADDR": sandbox.consul_http_addr.removeprefix("http://"),
+        "SWARMOP_PROXY_SERVICE": service,
+        "SWARMOP_PREFIX": kv_prefix,
+        "SWARMOP_AGENT_NAME": "local-agent",
+        "SWARMOP_WAIT": "5s",
+        "SWARMOP_MIN_INTERVAL": "1",
+        "SWARMOP_NGINX": str(DEFAULT_NGINX),
+        "SWARMOP_NGINX_CONF": str(prefix_dir / "nginx.conf"),
+        "SWARMOP_CONF_DIR": str(conf_dir),
+        "SWARMOP_RUN_DIR": str(tmp_path / "run"),
+    }
+
+    def start_agent() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            ["busybox", "sh", str(AGENT)],
+            env=env,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def server(body: str) -> str:
+        return (
+            f"server {{ listen 127.0.0.1:{port}; server_name torn.test; return 200 '{body}'; }}\n"
+        )
+
+    first, second = server("first"), server("second")
+    agent = start_agent()
+    try:
+        consul_client.kv.put(key, first)
+        wait_until(lambda: _live(consul_client, kv_prefix, service, first), what="first live")
+        assert _get(port, "torn.test") == (200, b"first")
+    finally:
+        os.killpg(agent.pid, signal.SIGKILL)
+        agent.wait(timeout=10)
+
+    # What a kill between write and rename leaves behind: half of the next file.
+    torn = conf_dir / ".swarmop.conf.tmp"
+    torn.write_text(second[: len(second) // 2])
+    nginx = [str(DEFAULT_NGINX), "-p", str(prefix_dir), "-c", str(prefix_dir / "nginx.conf")]
+    subprocess.run([*nginx, "-t", "-q"], check=True)  # the torn file is not part of the config
+    subprocess.run([*nginx, "-s", "reload"], check=True)
+    assert _get(port, "torn.test") == (200, b"first")
+
+    agent = start_agent()
+    try:
+        consul_client.kv.put(key, second)
+        wait_until(lambda: _live(consul_client, kv_prefix, service, second), what="second live")
+        assert _get(port, "torn.test") == (200, b"second")
+        assert not torn.exists(), "the next good write replaces the torn file"
+
+        broken = second.replace("return 200", "retrun 200")
+        consul_client.kv.put(key, broken)
+        wait_until(
+            lambda: any(
+                not item.ok
+                for item in read_agent_status(
+                    consul_client, prefix=kv_prefix, proxy_service=service
+                ).values()
+            ),
+            what="the agent to report the config nginx refused",
+        )
+        assert _get(port, "torn.test") == (200, b"second")
+        assert (conf_dir / "swarmop.conf").read_text() == second
+    finally:
+        os.killpg(agent.pid, signal.SIGTERM)
+        agent.wait(timeout=10)

@@ -46,6 +46,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def agent_env(
+    consul_addr: str, kv_prefix: str, service: str, nginx_prefix: Path, tmp_path: Path
+) -> dict[str, str]:
+    """The agent's environment for nginx running under `nginx_prefix` on this host."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "CONSUL_HTTP_ADDR": consul_addr,
+        "SWARMOP_PROXY_SERVICE": service,
+        "SWARMOP_PREFIX": kv_prefix,
+        "SWARMOP_AGENT_NAME": "local-agent",
+        "SWARMOP_WAIT": "5s",
+        "SWARMOP_MIN_INTERVAL": "1",
+        "SWARMOP_NGINX": str(DEFAULT_NGINX),
+        "SWARMOP_NGINX_CONF": str(nginx_prefix / "nginx.conf"),
+        "SWARMOP_CONF_DIR": str(nginx_prefix / "conf.d"),
+        "SWARMOP_RUN_DIR": str(tmp_path / "run"),
+    }
+
+
 @pytest.fixture
 def local_nginx(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     if not DEFAULT_NGINX.exists() or shutil.which("busybox") is None:
@@ -83,20 +102,8 @@ def test_agent_watch_floors_and_resets_the_index_and_sends_the_token_in_a_header
     fault = FaultProxy(sandbox.consul_http_addr)
     mode = {"value": "zero"}
     fault.rewrite_index = lambda _path, index: {"zero": 0, "huge": 10**9}.get(mode["value"], index)
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "CONSUL_HTTP_ADDR": f"127.0.0.1:{fault.port}",
-        "CONSUL_HTTP_TOKEN": TOKEN,
-        "SWARMOP_PROXY_SERVICE": service,
-        "SWARMOP_PREFIX": kv_prefix,
-        "SWARMOP_AGENT_NAME": "local-agent",
-        "SWARMOP_WAIT": "5s",
-        "SWARMOP_MIN_INTERVAL": "1",
-        "SWARMOP_NGINX": str(DEFAULT_NGINX),
-        "SWARMOP_NGINX_CONF": str(prefix_dir / "nginx.conf"),
-        "SWARMOP_CONF_DIR": str(prefix_dir / "conf.d"),
-        "SWARMOP_RUN_DIR": str(tmp_path / "run"),
-    }
+    env = agent_env(f"127.0.0.1:{fault.port}", kv_prefix, service, prefix_dir, tmp_path)
+    env["CONSUL_HTTP_TOKEN"] = TOKEN
     agent = subprocess.Popen(
         ["busybox", "sh", str(AGENT)], env=env, stderr=subprocess.PIPE, start_new_session=True
     )
@@ -186,19 +193,8 @@ def test_a_torn_write_and_a_config_nginx_refuses_never_reach_nginx(
     kv_prefix = tracker.consul_prefix(unique("swarmop-agent-torn"))
     service = "edge"
     key = proxy_keys(kv_prefix, service)["config"]
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "CONSUL_HTTP_ADDR": sandbox.consul_http_addr.removeprefix("http://"),
-        "SWARMOP_PROXY_SERVICE": service,
-        "SWARMOP_PREFIX": kv_prefix,
-        "SWARMOP_AGENT_NAME": "local-agent",
-        "SWARMOP_WAIT": "5s",
-        "SWARMOP_MIN_INTERVAL": "1",
-        "SWARMOP_NGINX": str(DEFAULT_NGINX),
-        "SWARMOP_NGINX_CONF": str(prefix_dir / "nginx.conf"),
-        "SWARMOP_CONF_DIR": str(conf_dir),
-        "SWARMOP_RUN_DIR": str(tmp_path / "run"),
-    }
+    consul_addr = sandbox.consul_http_addr.removeprefix("http://")
+    env = agent_env(consul_addr, kv_prefix, service, prefix_dir, tmp_path)
 
     def start_agent() -> subprocess.Popen[bytes]:
         return subprocess.Popen(

@@ -133,18 +133,22 @@ def _read_modify_write(
     backoff = DEFAULT_BACKOFF
     last_error: Exception | None = None
     unsettled: tuple[Spec, int] | None = None  # (spec sent, version) of a write in doubt
+
+    def result(changed: bool, attempt: int, version: int) -> WriteResult:
+        return WriteResult(
+            changed=changed,
+            attempts=attempt,
+            version_read=version,
+            conflicts=conflicts,
+            indeterminate=indeterminate,
+        )
+
     for attempt in range(1, attempts + 1):
         current = read()
         version = int(current["Version"]["Index"])
         if unsettled is not None and _landed(current, *unsettled):
             logger.info("%s %s: the write in doubt was applied", kind, object_id)
-            return WriteResult(
-                changed=True,
-                attempts=attempt,
-                version_read=version,
-                conflicts=conflicts,
-                indeterminate=indeterminate,
-            )
+            return result(True, attempt, version)
         if unsettled is not None and version > unsettled[1]:
             unsettled = None  # the object moved on without our write
         # (At an unchanged version the write in doubt may still be in flight; the
@@ -153,13 +157,7 @@ def _read_modify_write(
         wanted = mutate(spec)
         if wanted is False or spec == current["Spec"]:
             # After a lost response, finding our change already in place is success.
-            return WriteResult(
-                changed=indeterminate > 0,
-                attempts=attempt,
-                version_read=version,
-                conflicts=conflicts,
-                indeterminate=indeterminate,
-            )
+            return result(indeterminate > 0, attempt, version)
         if before_write is not None:
             before_write(object_id, version)
         try:
@@ -178,13 +176,7 @@ def _read_modify_write(
             logger.warning("%s %s: write outcome unknown (%s), re-reading", kind, object_id, error)
         else:
             logger.debug("%s %s: written at version %d", kind, object_id, version)
-            return WriteResult(
-                changed=True,
-                attempts=attempt,
-                version_read=version,
-                conflicts=conflicts,
-                indeterminate=indeterminate,
-            )
+            return result(True, attempt, version)
         time.sleep(backoff)
         backoff = min(backoff * 2, MAX_BACKOFF)
     raise SwarmWriteError(

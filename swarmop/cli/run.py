@@ -41,6 +41,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "DOCKER_CERT_PATH, CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT "
             "(flags win over variables). Without Consul it runs from labels alone."
         ),
+        epilog=(
+            "examples:\n"
+            "  swarmop run                                        the built-in handlers\n"
+            "  swarmop run my_handlers.py -m pkg.more             your own handlers\n"
+            "  swarmop run --http 0.0.0.0:8080 --log-format json  as in a container\n"
+            "\n"
+            "DOCKER_TLS_VERIFY: 1/true/yes verify the daemon with $DOCKER_CERT_PATH/ca.pem;\n"
+            "empty, 0/false/no or unset do not; other values are refused. Plaintext tcp://\n"
+            "to a non-loopback host needs --docker-insecure. CONSUL_HTTP_SSL_VERIFY=false\n"
+            "turns Consul certificate checks off. Prefer CONSUL_HTTP_TOKEN to\n"
+            "--consul-token: a flag is visible to anyone who can list processes.\n"
+            "Docs: docs/api.md (handlers, options), docs/deploy.md (container, HA)."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("files", nargs="*", metavar="FILE", help="handler module files")
     parser.add_argument(
@@ -61,7 +75,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--consul-addr", help="Consul HTTP address (default: $CONSUL_HTTP_ADDR)")
     parser.add_argument("--consul-token", help="Consul ACL token (beats $CONSUL_HTTP_TOKEN)")
     parser.add_argument("--consul-cacert", help="CA file for Consul TLS (default: $CONSUL_CACERT)")
-    parser.add_argument("--prefix", default=DEFAULT_PREFIX, help="Consul key prefix")
+    parser.add_argument(
+        "--prefix",
+        default=DEFAULT_PREFIX,
+        help="Consul key prefix for desired state, status and the leader lock "
+        "(default %(default)s)",
+    )
     parser.add_argument(
         "--resync-interval",
         type=float,
@@ -82,7 +101,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="without Consul: keep handler progress in files here, so a restarted "
         "operator does not rerun finished handlers (default: in memory)",
     )
-    parser.add_argument("--log-format", default="plain", choices=["plain", "json"])
+    parser.add_argument(
+        "--log-format",
+        default="plain",
+        choices=["plain", "json"],
+        help="plain lines, or one JSON object per line for log collectors (default plain)",
+    )
     parser.add_argument(
         "--http", metavar="ADDR:PORT", help="serve /healthz, /readyz and /status here"
     )

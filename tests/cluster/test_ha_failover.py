@@ -9,191 +9,53 @@ times are printed (run with -s to see them); `docs/deploy.md` lists them.
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import consul
 import docker
 import pytest
 
-from swarmop.clients.swarm_write import update_service
-from swarmop.ha import HASettings
-from swarmop.sandbox import SandboxInfo
-from swarmop.sandbox.testing import Tracker, unique
-
-pytestmark = pytest.mark.cluster
-
-HANDLERS = Path(__file__).with_name("ha_handlers.py")
-REPO = Path(__file__).resolve().parents[2]
-SETTINGS = HASettings()
-# A standby must lead within Consul's worst case (2 * TTL + lock-delay) plus
-# time to notice and start: the bound documented in docs/deploy.md.
-TAKEOVER_BOUND = SETTINGS.takeover_bound + 5.0
-WRITE_LINE = re.compile(
-    r"^(?P<time>\S+ \S+) \w+ swarmop\.ha\.writes: write (?P<verdict>allowed|refused) "
-    r"instance=(?P<instance>\S+) session=(?P<session>\S+) term=(?P<term>\S+) (?P<what>.*)$"
+# The harness lives in ha_operators.py; its names stay importable from here too
+# (test_core_consul_faults.py imports them from this module), and importing the
+# `operators` fixture makes it available to the tests below.
+from ha_operators import (
+    HANDLERS,
+    REPO,
+    SETTINGS,
+    TAKEOVER_BOUND,
+    WRITE_LINE,
+    OperatorProcess,
+    Operators,
+    WriteRecord,
+    assert_no_overlap,
+    labels_of,
+    operators,
+    set_label,
+    ticks_of,
 )
 
+from swarmop.sandbox.testing import Tracker
 
-@dataclass(frozen=True)
-class WriteRecord:
-    time: datetime
-    allowed: bool
-    instance: str
-    term: int | None
-    what: str
+__all__ = [
+    "HANDLERS",
+    "REPO",
+    "SETTINGS",
+    "TAKEOVER_BOUND",
+    "WRITE_LINE",
+    "OperatorProcess",
+    "Operators",
+    "WriteRecord",
+    "assert_no_overlap",
+    "labels_of",
+    "operators",
+    "set_label",
+    "ticks_of",
+]
 
-
-class OperatorProcess:
-    def __init__(self, instance: str, log: Path, popen: subprocess.Popen[bytes]) -> None:
-        self.instance = instance
-        self.log = log
-        self.popen = popen
-
-    def signal(self, signum: int) -> None:
-        self.popen.send_signal(signum)
-
-    def writes(self) -> list[WriteRecord]:
-        records = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            match = WRITE_LINE.match(line)
-            if match is None:
-                continue
-            term = match["term"]
-            records.append(
-                WriteRecord(
-                    time=datetime.strptime(match["time"], "%Y-%m-%d %H:%M:%S,%f"),
-                    allowed=match["verdict"] == "allowed",
-                    instance=match["instance"],
-                    term=int(term) if term.isdigit() else None,
-                    what=match["what"],
-                )
-            )
-        return records
-
-
-class Operators:
-    """Starts operator subprocesses for one test and always stops them."""
-
-    def __init__(self, sandbox: SandboxInfo, kv: consul.Consul, tmp: Path) -> None:
-        self.sandbox = sandbox
-        self.kv = kv
-        self.tmp = tmp
-        self.run_id = unique("ha")
-        self.prefix = f"hatest/{self.run_id}"
-        self.processes: dict[str, OperatorProcess] = {}
-
-    def start(self, instance: str, extra_env: dict[str, str] | None = None) -> OperatorProcess:
-        log = self.tmp / f"{instance}.log"
-        env = dict(os.environ)
-        env.update(
-            DOCKER_HOST=self.sandbox.manager_docker_host,
-            CONSUL_HTTP_ADDR=self.sandbox.consul_http_addr,
-            HATEST_RUN=self.run_id,
-            **(extra_env or {}),
-        )
-        env.pop("CONSUL_HTTP_TOKEN", None)
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "swarmop",
-                    "run",
-                    str(HANDLERS),
-                    "--instance-id",
-                    instance,
-                    "--prefix",
-                    self.prefix,
-                    "--resync-interval",
-                    "30",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=REPO,
-            )
-        process = OperatorProcess(instance, log, popen)
-        self.processes[instance] = process
-        return process
-
-    def leader(self) -> str | None:
-        _index, item = self.kv.kv.get(f"{self.prefix}/leader")
-        if not item or not item.get("Session"):
-            return None
-        return str(json.loads(item["Value"])["instance"])
-
-    def wait_leader(
-        self, wait_until: Callable[..., Any], timeout: float, other_than: str | None = None
-    ) -> str:
-        def leading() -> str | None:
-            name = self.leader()
-            return name if name and name != other_than else None
-
-        return str(wait_until(leading, timeout=timeout, what="an instance to lead"))
-
-    def stop_all(self) -> None:
-        for process in self.processes.values():
-            if process.popen.poll() is None:
-                process.popen.send_signal(signal.SIGCONT)
-                process.popen.terminate()
-        for process in self.processes.values():
-            try:
-                process.popen.wait(60)
-            except subprocess.TimeoutExpired:
-                process.popen.kill()
-                process.popen.wait(5)
-
-    def all_writes(self) -> list[WriteRecord]:
-        records = [record for p in self.processes.values() for record in p.writes()]
-        return sorted(records, key=lambda record: record.time)
-
-
-@pytest.fixture
-def operators(
-    sandbox: SandboxInfo, consul_client: consul.Consul, tmp_path: Path, tracker: Tracker
-) -> Iterator[Operators]:
-    group = Operators(sandbox, consul_client, tmp_path)
-    tracker.consul_prefix(f"{group.prefix}/")
-    try:
-        yield group
-    finally:
-        group.stop_all()
-        for process in group.processes.values():
-            tail = process.log.read_text(errors="replace").splitlines()[-15:]
-            print(f"--- {process.instance} (exit {process.popen.returncode})", *tail, sep="\n")
-
-
-def labels_of(api: docker.APIClient, service_id: str) -> dict[str, str]:
-    return dict(api.inspect_service(service_id)["Spec"].get("Labels") or {})
-
-
-def set_label(api: docker.APIClient, service_id: str, name: str, value: str) -> None:
-    update_service(
-        api, service_id, lambda spec: spec.setdefault("Labels", {}).__setitem__(name, value)
-    )
-
-
-def assert_no_overlap(writes: list[WriteRecord]) -> None:
-    """Allowed Swarm writes, in time order, never go back to an older term."""
-    newest: int | None = None
-    for record in writes:
-        if not record.allowed or not record.what.startswith("object="):
-            continue
-        assert record.term is not None
-        if newest is not None:
-            assert record.term >= newest, f"write from an older term after a newer one: {record}"
-        newest = record.term if newest is None else max(newest, record.term)
+pytestmark = pytest.mark.cluster
 
 
 def test_sigkill_leader_a_standby_leads_and_applies_the_change_made_meanwhile(
@@ -303,10 +165,6 @@ def test_a_leader_paused_past_its_ttl_has_its_writes_refused_after_resuming(
 
 
 FAKETIME_LIBRARY = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
-
-
-def ticks_of(api: docker.APIClient, service_id: str) -> int:
-    return int(labels_of(api, service_id).get("hatest.ticks", "0"))
 
 
 def test_clock_skew_and_a_clock_jump_do_not_decide_leadership(

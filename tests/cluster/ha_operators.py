@@ -126,8 +126,8 @@ class Operators:
             DOCKER_HOST=self.sandbox.manager_docker_host,
             CONSUL_HTTP_ADDR=self.sandbox.consul_http_addr,
             HATEST_RUN=self.run_id,
-            **(extra_env or {}),
         )
+        env.update(extra_env or {})  # may point this instance elsewhere (a fault proxy)
         env.pop("CONSUL_HTTP_TOKEN", None)
         with log.open("wb") as out:
             popen = subprocess.Popen(

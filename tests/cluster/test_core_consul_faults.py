@@ -9,12 +9,10 @@ Figures (request rates, timeouts, the lease gap) are printed: run with -s.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import consul
@@ -22,13 +20,13 @@ import docker
 import pytest
 import swarmop.handlers  # registers the built-in handlers on the default registry
 from consul_fault_proxy import BLACK_HOLE, Fault, FaultProxy, HideKeys, Reply, Seen
-from test_ha_failover import (
+from ha_operators import (
     SETTINGS,
     TAKEOVER_BOUND,
-    OperatorProcess,
     Operators,
     assert_no_overlap,
     labels_of,
+    operators,
 )
 
 import swarmop
@@ -39,6 +37,8 @@ from swarmop.sandbox import SandboxInfo
 from swarmop.sandbox.testing import Tracker, unique, wait_until
 from swarmop.settings import Settings, resolve_consul, resolve_docker
 from swarmop.testing import OperatorRunner
+
+__all__ = ["operators"]  # a fixture: used by name, not by reference
 
 pytestmark = pytest.mark.cluster
 
@@ -365,34 +365,6 @@ def test_acl_filtered_listing_does_not_drop_the_keys_it_hides(
         assert runner.exception is None
 
 
-class PartitionableOperators(Operators):
-    """`Operators`, with an instance's Consul address of the test's choosing."""
-
-    def start(self, instance: str, consul_addr: str | None = None) -> OperatorProcess:
-        own = self.sandbox
-        if consul_addr is not None:
-            self.sandbox = dataclasses.replace(own, consul_http_addr=consul_addr)
-        try:
-            return super().start(instance)
-        finally:
-            self.sandbox = own
-
-
-@pytest.fixture
-def ha_operators(
-    sandbox: SandboxInfo, consul_client: consul.Consul, tmp_path: Path, tracker: Tracker
-) -> Iterator[PartitionableOperators]:
-    group = PartitionableOperators(sandbox, consul_client, tmp_path)
-    tracker.consul_prefix(f"{group.prefix}/")
-    try:
-        yield group
-    finally:
-        group.stop_all()
-        for process in group.processes.values():
-            tail = process.log.read_text(errors="replace").splitlines()[-15:]
-            print(f"--- {process.instance} (exit {process.popen.returncode})", *tail, sep="\n")
-
-
 def lease_renewals(proxy: FaultProxy) -> list[Seen]:
     """Session creates and renews that Consul accepted, as seen by the proxy."""
     return [
@@ -405,7 +377,7 @@ def lease_renewals(proxy: FaultProxy) -> list[Seen]:
 
 
 def test_leader_cut_off_from_consul_stops_writing_before_its_lease_ends(
-    ha_operators: PartitionableOperators,
+    operators: Operators,
     proxy: FaultProxy,
     tracker: Tracker,
     docker_api: docker.APIClient,
@@ -413,11 +385,11 @@ def test_leader_cut_off_from_consul_stops_writing_before_its_lease_ends(
     """R24: the leader still reaches Docker, but its Consul requests are black-holed.
     It must stop writing by its lease deadline (last accepted renew + TTL - margin,
     below the TTL) and demote; the instance that reaches Consul leads."""
-    cut = ha_operators.start("inst-cut", consul_addr=proxy.address)
-    assert ha_operators.wait_leader(wait_until, timeout=30) == cut.instance
-    ha_operators.start("inst-direct")
+    cut = operators.start("inst-cut", extra_env={"CONSUL_HTTP_ADDR": proxy.address})
+    assert operators.wait_leader(wait_until, timeout=30) == cut.instance
+    operators.start("inst-direct")
     service = tracker.create_service(
-        labels={"hatest": ha_operators.run_id, "hatest.tick": "on"}, command=["sleep", "1d"]
+        labels={"hatest": operators.run_id, "hatest.tick": "on"}, command=["sleep", "1d"]
     )
     wait_until(
         lambda: int(labels_of(docker_api, service).get("hatest.ticks", "0")) >= 3,
@@ -425,7 +397,7 @@ def test_leader_cut_off_from_consul_stops_writing_before_its_lease_ends(
     )
     proxy.fault = lambda _seen: BLACK_HOLE
     cut_at = time.time()
-    second = ha_operators.wait_leader(wait_until, timeout=TAKEOVER_BOUND, other_than=cut.instance)
+    second = operators.wait_leader(wait_until, timeout=TAKEOVER_BOUND, other_than=cut.instance)
     took = time.time() - cut_at
     wait_until(
         lambda: "no longer the leader" in cut.log.read_text(errors="replace"),
@@ -452,5 +424,5 @@ def test_leader_cut_off_from_consul_stops_writing_before_its_lease_ends(
     after_deadline = [w for w in allowed if w.time.timestamp() > deadline]
     assert after_deadline == [], "the cut-off leader wrote after its lease ran out"
     assert second == "inst-direct"
-    assert ha_operators.leader() == second
-    assert_no_overlap(ha_operators.all_writes())
+    assert operators.leader() == second
+    assert_no_overlap(operators.all_writes())

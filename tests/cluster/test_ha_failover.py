@@ -18,18 +18,12 @@ from typing import Any
 import docker
 import pytest
 
-# The harness lives in ha_operators.py; its names stay importable from here too
-# (test_core_consul_faults.py imports them from this module), and importing the
-# `operators` fixture makes it available to the tests below.
+# The harness lives in ha_operators.py; importing the `operators` fixture makes
+# it available to the tests below.
 from ha_operators import (
-    HANDLERS,
-    REPO,
     SETTINGS,
     TAKEOVER_BOUND,
-    WRITE_LINE,
-    OperatorProcess,
     Operators,
-    WriteRecord,
     assert_no_overlap,
     labels_of,
     operators,
@@ -39,21 +33,7 @@ from ha_operators import (
 
 from swarmop.sandbox.testing import Tracker
 
-__all__ = [
-    "HANDLERS",
-    "REPO",
-    "SETTINGS",
-    "TAKEOVER_BOUND",
-    "WRITE_LINE",
-    "OperatorProcess",
-    "Operators",
-    "WriteRecord",
-    "assert_no_overlap",
-    "labels_of",
-    "operators",
-    "set_label",
-    "ticks_of",
-]
+__all__ = ["operators"]  # a fixture: used by name, not by reference
 
 pytestmark = pytest.mark.cluster
 

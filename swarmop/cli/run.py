@@ -215,7 +215,14 @@ def build_leadership(args: argparse.Namespace, settings: Settings) -> Leadership
     )
 
 
+def _stop_before_start(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def run_command(args: argparse.Namespace) -> int:
+    # Until the event loop listens for SIGTERM, its default action would end the
+    # process with -15; before the operator holds anything, stopping is a clean exit.
+    signal.signal(signal.SIGTERM, _stop_before_start)
     setup_logging(args.log_level, args.log_format)
     log = logging.getLogger("swarmop")
     try:

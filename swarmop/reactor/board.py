@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import replace
 from typing import Any
 
@@ -69,6 +69,7 @@ class StatusBoard:
         self._base: dict[Key, ObjectStatus] = {}  # the reactor's own
         self._reports: dict[Key, dict[str, tuple[Outcome, str]]] = {}
         self._events: deque[OperatorEvent] = deque(maxlen=EVENT_LOG_LIMIT)
+        self._events_by_level: Counter[EventLevel] = Counter()
         self._dirty: set[Key] = set()
         self._removed: set[Key] = set()
         self._events_dirty = False
@@ -139,6 +140,7 @@ class StatusBoard:
         )
         with self._lock:
             self._events.append(event)
+            self._events_by_level[event.level] += 1
             self._events_dirty = True
         self.changed.set()
 
@@ -165,6 +167,11 @@ class StatusBoard:
     def info(self) -> OperatorInfo:
         with self._lock:
             return self._info
+
+    def events_by_level(self) -> dict[EventLevel, int]:
+        """Event-log entries since start, including those the bounded log dropped."""
+        with self._lock:
+            return dict(self._events_by_level)
 
     def snapshot(self) -> StatusSnapshot:
         with self._lock:

@@ -7,6 +7,7 @@ import concurrent.futures
 import dataclasses
 import http.client
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -314,6 +315,17 @@ def test_operator_started_while_docker_is_unreachable_waits_for_it(
             assert any(m.startswith("Docker unavailable") for m in messages), messages
 
 
+def http_get_text(port: int, path: str) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        assert response.status == 200, response.status
+        return response.read().decode()
+    finally:
+        connection.close()
+
+
 def http_get(port: int, path: str) -> tuple[int, Any]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
@@ -378,6 +390,10 @@ def test_http_endpoint_event_log_timer_and_daemon(
 
         body = wait_until(published, what="status over HTTP")
         assert any(e["object"] == name and e["message"] == "said hello" for e in body["events"])
+        metrics = http_get_text(port, "/metrics")
+        assert "\nswarmop_ready 1\n" in metrics
+        ok_services = re.search(r'swarmop_objects\{kind="service",outcome="ok"\} (\d+)', metrics)
+        assert ok_services is not None and int(ok_services.group(1)) >= 1, metrics
 
         def event_log() -> bool:
             _, item = consul_client.kv.get(f"{prefix}/events")

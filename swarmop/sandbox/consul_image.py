@@ -17,13 +17,13 @@ which one to bind.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from swarmop.sandbox import Sandbox, images, rootfs
+from swarmop.sandbox import images, rootfs
 from swarmop.sandbox.info import SandboxInfo
 from swarmop.sandbox.layout import CACHE_BASE
+from swarmop.sandbox.sandbox import running_sandbox_from_args
 from swarmop.sandbox.tools import find_tools
 
 CONSUL_IMAGE = "swarmop/consul:local"
@@ -69,12 +69,8 @@ def build_consul_image(info: SandboxInfo, busybox: Path, consul: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="build the Consul image into a sandbox")
-    parser.add_argument("--name", default="swarmop")
-    args = parser.parse_args(argv)
-    info = Sandbox(args.name).info()
+    info = running_sandbox_from_args(argv, "build the Consul image into a sandbox")
     if info is None:
-        print(f"sandbox {args.name} is not up", file=sys.stderr)
         return 1
     tools = find_tools()
     print(build_consul_image(info, Path(tools.busybox), Path(tools.consul)))

@@ -17,7 +17,6 @@ the times.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
@@ -25,11 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from swarmop.sandbox import Sandbox, images, rootfs
+from swarmop.sandbox import images, rootfs
 from swarmop.sandbox.dockerd import api_client
 from swarmop.sandbox.errors import SandboxError
 from swarmop.sandbox.info import SandboxInfo
 from swarmop.sandbox.layout import CACHE_BASE
+from swarmop.sandbox.sandbox import running_sandbox_from_args
 from swarmop.sandbox.tools import find_tools
 
 PYTHON_IMAGE = "swarmop/python:local"
@@ -177,12 +177,8 @@ def _build_and_distribute(info: SandboxInfo, repo: Path, tag: str) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="build the operator image into a sandbox")
-    parser.add_argument("--name", default="swarmop")
-    args = parser.parse_args(argv)
-    info = Sandbox(args.name).info()
+    info = running_sandbox_from_args(argv, "build the operator image into a sandbox")
     if info is None:
-        print(f"sandbox {args.name} is not up", file=sys.stderr)
         return 1
     timings = build_operator_image(info, Path(find_tools().busybox))
     print(" ".join(f"{key}={value:.1f}" for key, value in timings.items()))

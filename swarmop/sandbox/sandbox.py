@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import logging
@@ -353,3 +354,15 @@ class Sandbox:
 
 def all_sandbox_names() -> list[str]:
     return cleanup.known_sandbox_names()
+
+
+def running_sandbox_from_args(argv: Sequence[str] | None, description: str) -> SandboxInfo | None:
+    """`--name NAME` from the command line, and that sandbox's info if it is up
+    (else None, after saying so on stderr). For the image-building modules' mains."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--name", default=DEFAULT_NAME, help="sandbox name (default %(default)s)")
+    name = parser.parse_args(argv).name
+    info = Sandbox(name).info()
+    if info is None:
+        print(f"sandbox {name} is not up: run `swarmop sandbox up --name {name}`", file=sys.stderr)
+    return info

@@ -205,6 +205,9 @@ class StatusBoard:
             self._removed.update(removed)
             self._events_dirty = True
             self._info_dirty = True
+        # The publisher waits for `changed`: without it the retry would wait for
+        # the next, unrelated change.
+        self.changed.set()
 
 
 class ObjectLogger(logging.LoggerAdapter):  # type: ignore[type-arg]

@@ -10,7 +10,8 @@ import swarmop
 from swarmop.planning.progress import Cycle, HandlerProgress, ObjectState
 from swarmop.reactor.board import ObjectLogger, StatusBoard
 from swarmop.reactor.processing import summarize_cycle
-from swarmop.status import ObjectStatus, OperatorInfo, Outcome
+from swarmop.reactor.publisher import publish_once
+from swarmop.status import ObjectStatus, OperatorInfo, Outcome, status_key
 
 
 def board() -> StatusBoard:
@@ -123,3 +124,34 @@ def test_handler_info_reaches_the_event_log_whatever_the_process_log_level() -> 
     events = [(e.object, e.level.value, e.message) for e in b.snapshot().events]
     assert events[0] == ("web", "info", "scaling to 3")
     assert len(events) == 2 and events[1][1] == "warning" and "bad" in events[1][2]
+
+
+class FlakyKV:
+    """Consul's KV as the publisher uses it, refusing writes while `down`."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.data: dict[str, str | bytes] = {}
+
+    def put(self, key: str, value: str | bytes) -> None:
+        if self.down:
+            raise ConnectionError("Consul unavailable")
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        if self.down:
+            raise ConnectionError("Consul unavailable")
+        self.data.pop(key, None)
+
+
+def test_a_failed_publish_is_retried_without_waiting_for_another_change() -> None:
+    b = board()
+    kv = FlakyKV()
+    b.set_status(ObjectStatus("service", "web", "id1", outcome=Outcome.OK))
+    with pytest.raises(ConnectionError):
+        publish_once(b, kv, "swarmop")  # type: ignore[arg-type]
+    # The publisher waits on `changed` before its next round.
+    assert b.changed.is_set()
+    kv.down = False
+    publish_once(b, kv, "swarmop")  # type: ignore[arg-type]
+    assert status_key("swarmop", "service", "web") in kv.data

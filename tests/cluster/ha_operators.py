@@ -6,7 +6,8 @@ when the test ends. The write log (logger `swarmop.ha.writes`) and the election
 log (`leading: ...`) are parsed from those files; every instance runs on this
 host with its real clock (unless a test says otherwise), so their times compare.
 
-Used by test_ha_failover.py, test_ha_soak.py and test_core_consul_faults.py.
+Used by test_ha_failover.py, test_ha_soak.py, test_core_consul_faults.py and
+test_core_reactor.py (an operator killed mid-handler).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -119,7 +120,16 @@ class Operators:
         self.prefix = f"hatest/{self.run_id}"
         self.processes: dict[str, OperatorProcess] = {}
 
-    def start(self, instance: str, extra_env: dict[str, str] | None = None) -> OperatorProcess:
+    def start(
+        self,
+        instance: str,
+        extra_env: dict[str, str] | None = None,
+        *,
+        handlers: Path = HANDLERS,
+        extra_args: Sequence[str] = (),
+    ) -> OperatorProcess:
+        """`extra_env` may point this instance elsewhere (a fault proxy); `handlers` and
+        `extra_args` let tests outside HA run their own module (with `--no-ha`, say)."""
         log = self.tmp / f"{instance}.log"
         env = dict(os.environ)
         env.update(
@@ -136,13 +146,14 @@ class Operators:
                     "-m",
                     "swarmop",
                     "run",
-                    str(HANDLERS),
+                    str(handlers),
                     "--instance-id",
                     instance,
                     "--prefix",
                     self.prefix,
                     "--resync-interval",
                     f"{RESYNC_INTERVAL:g}",
+                    *extra_args,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+import signal
 import threading
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import consul
 import docker
 import pytest
 
+# The subprocess harness of the HA tests (operators as `swarmop run` processes).
+from ha_operators import Operators, operators
+
 import swarmop
 from swarmop.clients.swarm_write import update_service
-from swarmop.planning.essence import digest
+from swarmop.planning.progress import ObjectState
 from swarmop.registry import Registry
 from swarmop.sandbox import SandboxInfo
 from swarmop.sandbox.testing import Tracker, unique, wait_until
@@ -20,7 +27,10 @@ from swarmop.settings import Settings, resolve_consul, resolve_docker
 from swarmop.status import Outcome, decode_object_status, status_key
 from swarmop.testing import OperatorRunner
 
+__all__ = ["operators"]  # a fixture: used by name, not by reference
+
 pytestmark = pytest.mark.cluster
+KILL_HANDLERS = Path(__file__).with_name("kill_handlers.py")
 
 SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
 
@@ -151,7 +161,6 @@ def test_consul_key_triggers_update_like_a_label(
     name = docker_api.inspect_service(service_id)["Spec"]["Name"]
     with OperatorRunner(make_settings(sandbox, prefix), registry=registry) as runner:
         # Label first.
-        spec = docker_api.inspect_service(service_id)
         update_service(
             docker_api, service_id, lambda s: s["Labels"].__setitem__("swarmop.replicas", "2")
         )
@@ -177,7 +186,6 @@ def test_consul_key_triggers_update_like_a_label(
         assert status.desired["replicas"].value == 3
         assert status.desired["replicas"].source == "consul"
         assert runner.exception is None
-        del spec
 
 
 def test_progress_survives_restart_and_finished_handlers_do_not_rerun(
@@ -235,4 +243,67 @@ def test_progress_survives_restart_and_finished_handlers_do_not_rerun(
         settle(runner, name)
     assert calls.count(name=name, handler="first") == 1
     assert calls.count(name=name, handler="second") == 2
-    assert digest(None) != ""
+
+
+def calls_in(path: Path, name: str) -> Counter[str]:
+    """Handler -> calls on service `name`, from the lines kill_handlers.py appends."""
+    if not path.exists():
+        return Counter()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return Counter(
+        handler
+        for handler, _, service in (line.partition(" ") for line in lines)
+        if service == name
+    )
+
+
+def stored_state(kv: consul.Consul, prefix: str, name: str) -> ObjectState | None:
+    _index, item = kv.kv.get(f"{prefix}/state/services/{name}")
+    return None if item is None or not item["Value"] else ObjectState.from_json(item["Value"])
+
+
+def test_operator_killed_mid_handler_resumes_the_unfinished_one(
+    *,
+    docker_api: docker.APIClient,
+    consul_client: consul.Consul,
+    tracker: Tracker,
+    operators: Operators,
+    tmp_path: Path,
+) -> None:
+    """`swarmop run` with progress in Consul is killed (SIGKILL) while a create
+    handler runs: the restarted process reruns that handler and the ones after it,
+    never the one that had finished; once the cycle is done, another kill and
+    restart runs only the resume handler."""
+    record = tmp_path / "calls"
+    name = unique("kill")
+    tracker.create_service(name, command=SLEEPER, replicas=0, labels={"hatest": operators.run_id})
+    start = functools.partial(operators.start, handlers=KILL_HANDLERS, extra_args=["--no-ha"])
+    env = {"KILLTEST_CALLS": str(record)}
+
+    blocked = start("blocked", {**env, "KILLTEST_BLOCK": "second"})
+    wait_until(lambda: calls_in(record, name)["second"] == 1, what="the second handler running")
+    # The first handler's progress was stored before the second began.
+    state = stored_state(consul_client, operators.prefix, name)
+    assert state is not None and state.cycle is not None and state.last is None
+    assert state.cycle.handlers["kill.first"].done
+    assert not state.cycle.handlers["kill.second"].done
+    blocked.signal(signal.SIGKILL)
+    assert blocked.popen.wait(30) == -signal.SIGKILL
+
+    resumed = start("resumed", env)
+    wait_until(lambda: calls_in(record, name)["third"] == 1, what="the cycle finished")
+    done = wait_until(
+        lambda: (
+            (s := stored_state(consul_client, operators.prefix, name)) and s.cycle is None and s
+        ),
+        what="the finished cycle stored",
+    )
+    assert done.last is not None and done.last["spec"]["Name"] == name
+    assert calls_in(record, name) == Counter(first=1, second=2, third=1)
+    resumed.signal(signal.SIGKILL)
+    assert resumed.popen.wait(30) == -signal.SIGKILL
+
+    # Everything was finished: a new process only resumes the object.
+    start("again", env)
+    wait_until(lambda: calls_in(record, name)["resume"] == 1, what="the resume handler")
+    assert calls_in(record, name) == Counter(first=1, second=2, third=1, resume=1)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from swarmop.sandbox import SandboxError
+from swarmop.sandbox.testing import skip_or_fail
 from swarmop.sandbox.tools import find_tools
 
-REQUIRE_ENV = "SWARMOP_REQUIRE_CLUSTER"
 CLUSTER_DIR = Path(__file__).parent / "cluster"
 
 
@@ -44,8 +44,5 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("cluster") is None:
         return
     reason = cluster_unavailable_reason()
-    if reason is None:
-        return
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"cluster test cannot run ({REQUIRE_ENV}=1): {reason}", pytrace=False)
-    pytest.skip(reason)
+    if reason is not None:
+        skip_or_fail(f"cluster test: {reason}")

@@ -7,20 +7,33 @@ Used by tests/cluster/conftest.py's fixtures and importable by any test:
 from __future__ import annotations
 
 import base64
+import os
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import consul
 import docker
 import docker.errors
 import docker.types
+import pytest
 
 from swarmop.clients.swarm_write import update_node
 from swarmop.sandbox.info import BUSYBOX_IMAGE
 
 T = TypeVar("T")
+
+REQUIRE_CLUSTER_ENV = "SWARMOP_REQUIRE_CLUSTER"
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """End a test this machine cannot run: a skip with the reason, or under
+    SWARMOP_REQUIRE_CLUSTER=1 (CI, after `make setup`) a failure, so a green run
+    never hides a test that did not run for want of root or a machine tool."""
+    if os.environ.get(REQUIRE_CLUSTER_ENV) == "1":
+        pytest.fail(f"cannot run ({REQUIRE_CLUSTER_ENV}=1): {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 class WaitTimeout(AssertionError):

@@ -5,7 +5,6 @@ SWARMOP_REQUIRE_CLUSTER=1."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
@@ -16,16 +15,15 @@ from test_proxy_property import SERVICES
 
 from swarmop.proxy import ProxyServiceInput, VirtualHost, nginx_test, plan_proxy, render_nginx
 from swarmop.proxy.nginx_check import DEFAULT_NGINX
+from swarmop.sandbox.testing import skip_or_fail
 
 
 @pytest.fixture(autouse=True)
 def _need_nginx() -> None:
-    if DEFAULT_NGINX.exists():
-        return
-    reason = f"nginx binary {DEFAULT_NGINX} is missing (scripts/setup-machine.sh installs it)"
-    if os.environ.get("SWARMOP_REQUIRE_CLUSTER") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    if not DEFAULT_NGINX.exists():
+        skip_or_fail(
+            f"nginx binary {DEFAULT_NGINX} is missing (scripts/setup-machine.sh installs it)"
+        )
 
 
 def test_nginx_accepts_a_typical_config() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from swarmop.sandbox import forwarder, mounts
+from swarmop.sandbox.testing import skip_or_fail
 
 
 def test_mounts_under_picks_only_paths_inside_the_roots(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,8 +27,9 @@ def test_mountinfo_escapes_are_decoded() -> None:
     assert mounts._unescape("/a\\040b") == "/a b"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="setns needs root")
 def test_forwarder_carries_a_request_and_its_answer() -> None:
+    if os.geteuid() != 0:
+        skip_or_fail("setns needs root")
     with socket.socket() as upstream:
         upstream.bind(("127.0.0.1", 0))
         upstream.listen(1)

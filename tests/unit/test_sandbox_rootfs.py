@@ -1,4 +1,7 @@
-"""Image root filesystems: contents, content hash, tarball."""
+"""Image root filesystems: contents, content hash, tarball.
+
+The image tests need busybox and Debian's nginx binary (`make setup`): without
+them they skip, and fail under SWARMOP_REQUIRE_CLUSTER=1."""
 
 from __future__ import annotations
 
@@ -9,14 +12,28 @@ from pathlib import Path
 import pytest
 
 from swarmop.sandbox import rootfs
+from swarmop.sandbox.testing import skip_or_fail
+from swarmop.sandbox.tools import TOOLS_BASE
 
-BUSYBOX = shutil.which("busybox")
-needs_busybox = pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed")
+
+@pytest.fixture
+def busybox() -> Path:
+    found = shutil.which("busybox")
+    if found is None:
+        skip_or_fail("busybox not installed (make setup installs busybox-static)")
+    return Path(found)
 
 
-@needs_busybox
-def test_busybox_image_keeps_the_binary_and_links_the_applets() -> None:
-    image = rootfs.busybox_image(Path(str(BUSYBOX)))
+@pytest.fixture
+def nginx() -> Path:
+    found = shutil.which("nginx") or str(TOOLS_BASE / "nginx/usr/sbin/nginx")
+    if not Path(found).is_file():
+        skip_or_fail(f"nginx binary {found} not installed (make setup unpacks it)")
+    return Path(found)
+
+
+def test_busybox_image_keeps_the_binary_and_links_the_applets(busybox: Path) -> None:
+    image = rootfs.busybox_image(busybox)
     assert image.entries["bin/busybox"].kind == "file"
     assert image.entries["bin/sh"] == rootfs.Entry("bin/sh", "symlink", 0o777, target="busybox")
     assert image.entries["usr/local/bin/web-backend"].mode == 0o755
@@ -54,20 +71,18 @@ def test_tarball_holds_the_entries_with_parents(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.tmp"))
 
 
-@needs_busybox
-def test_nginx_image_copies_proxy_files_and_uses_their_entrypoint(tmp_path: Path) -> None:
-    nginx = shutil.which("nginx") or "/opt/swarmop/nginx/usr/sbin/nginx"
-    if not Path(nginx).is_file():
-        pytest.skip("nginx binary not installed")
+def test_nginx_image_copies_proxy_files_and_uses_their_entrypoint(
+    tmp_path: Path, busybox: Path, nginx: Path
+) -> None:
     proxy = tmp_path / "proxy"
     proxy.mkdir()
     (proxy / "entrypoint.sh").write_text('#!/bin/sh\nexec "$@"\n')
-    image = rootfs.nginx_image(Path(str(BUSYBOX)), Path(nginx), proxy)
+    image = rootfs.nginx_image(busybox, nginx, proxy)
     assert image.entries["swarmop/entrypoint.sh"].mode == 0o755
     assert 'ENTRYPOINT ["/swarmop/entrypoint.sh"]' in image.changes
     assert b"user nobody nogroup;" in image.entries["etc/nginx/nginx.conf"].data
     assert b"nobody" in image.entries["etc/passwd"].data
     assert any(path.startswith(("lib", "usr/lib")) and ".so" in path for path in image.entries)
 
-    without = rootfs.nginx_image(Path(str(BUSYBOX)), Path(nginx), None)
+    without = rootfs.nginx_image(busybox, nginx, None)
     assert not any(change.startswith("ENTRYPOINT") for change in without.changes)

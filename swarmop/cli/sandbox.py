@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from swarmop.sandbox import DEFAULT_NAME, Sandbox, SandboxError, all_sandbox_names
-from swarmop.sandbox.report import status_lines
+from swarmop.sandbox.report import describe_not_up, status_lines
 
 NAME_ENV = "SWARMOP_SANDBOX"
 
@@ -42,7 +42,7 @@ def _reporting_errors(
 
 def _up(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    info = Sandbox(args.name).up(nodes=args.nodes, example=args.example)
+    info = Sandbox(args.name).up(nodes=args.nodes, example=args.example, recreate=args.recreate)
     elapsed = time.monotonic() - started
     print(
         f"sandbox {info.name!r} is up ({len(info.nodes)} nodes, {elapsed:.1f}s). "
@@ -52,13 +52,10 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _env(args: argparse.Namespace) -> int:
-    info = Sandbox(args.name).info()
+    sandbox = Sandbox(args.name)
+    info = sandbox.info()
     if info is None:
-        print(
-            f"swarmop sandbox: sandbox {args.name!r} is not up "
-            f"(run `swarmop sandbox up --name {args.name}`)",
-            file=sys.stderr,
-        )
+        print(f"swarmop sandbox: {describe_not_up(sandbox)}", file=sys.stderr)
         return 1
     print(f"export DOCKER_HOST={info.manager_docker_host}")
     print(f"export CONSUL_HTTP_ADDR={info.consul_http_addr}")
@@ -105,12 +102,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="create the sandbox (or check that it runs)",
         description=(
             "Create the sandbox: node-1 is the manager, the others are workers. On a "
-            "sandbox that is already up this only checks it and returns; leftovers of a "
-            "crashed one are cleaned first."
+            "sandbox that is already up this only checks it and returns (it refuses another "
+            "--nodes unless --recreate is given); leftovers of a crashed one are cleaned first."
         ),
     )
     _add_name(up)
-    up.add_argument("--nodes", type=int, default=3, help="number of nodes (default 3)")
+    up.add_argument(
+        "--nodes",
+        type=int,
+        default=None,
+        help="number of nodes (default: the running sandbox's, or 3 for a new one)",
+    )
+    up.add_argument(
+        "--recreate",
+        action="store_true",
+        help="remove a running sandbox and build it again (a new swarm; its services and "
+        "Consul data are lost), e.g. to change --nodes",
+    )
     up.add_argument(
         "--example",
         action="store_true",
@@ -130,7 +138,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status = commands.add_parser(
         "status",
         help="show nodes, Consul, images and example services",
-        description="Exit status 0 when everything answers, 1 otherwise.",
+        description=(
+            "Exit status 0 when everything answers, 1 otherwise (down, degraded, or "
+            "leftovers of a killed run, which `down` removes)."
+        ),
     )
     _add_name(status)
     status.set_defaults(handler=_reporting_errors(_status))

@@ -7,7 +7,36 @@ from typing import Any
 from swarmop.sandbox import consul_agent, dockerd, example
 from swarmop.sandbox.images import installed_hash
 from swarmop.sandbox.info import IMAGE_TAGS, SandboxInfo
+from swarmop.sandbox.leftovers import Leftovers
 from swarmop.sandbox.sandbox import Sandbox
+
+
+def not_up_message(name: str, found: Leftovers, busy: bool) -> str:
+    """What `status` and `env` say about a sandbox that is not up.
+
+    A killed `up` or `down` leaves daemons, namespaces and mounts behind with no
+    usable state; saying plainly "down" would hide them.
+    """
+    if busy:
+        return (
+            f"sandbox {name!r} is not up: an `up` or `down` of it is running now; "
+            "ask again when it has finished"
+        )
+    if not found:
+        return f"sandbox {name!r} is down (run `swarmop sandbox up --name {name}`)"
+    return (
+        f"sandbox {name!r} is not up, but an `up` or `down` that did not finish left "
+        f"{found.summary()}: `swarmop sandbox down --name {name}` removes them "
+        f"(`swarmop sandbox up --name {name}` removes them and builds the sandbox again)"
+    )
+
+
+def describe_not_up(sandbox: Sandbox) -> str:
+    busy_before = sandbox.busy()
+    found = sandbox.leftovers()
+    # Asked again: an `up` that started while the leftovers were counted would
+    # make its first pieces look like a crash's.
+    return not_up_message(sandbox.name, found, busy_before or sandbox.busy())
 
 
 def _node_lines(info: SandboxInfo) -> list[str]:
@@ -68,9 +97,7 @@ def status_lines(sandbox: Sandbox) -> tuple[list[str], bool]:
     """Lines to print and whether everything answers."""
     info = sandbox.info()
     if info is None:
-        return [
-            f"sandbox {sandbox.name!r} is down (run `swarmop sandbox up --name {sandbox.name}`)"
-        ], False
+        return [describe_not_up(sandbox)], False
     problems = sandbox.problems()
     lines = [
         f"sandbox {info.name!r}: {'up' if not problems else 'DEGRADED'}  subnet {info.subnet}",

@@ -27,12 +27,14 @@ from swarmop.sandbox.layout import (
     preferred_subnet_index,
     validate_name,
 )
+from swarmop.sandbox.leftovers import Leftovers, find_leftovers
 from swarmop.sandbox.state import SandboxState
 from swarmop.sandbox.tools import Tools, find_tools, require_root
 
 logger = logging.getLogger("swarmop.sandbox")
 
 KEEP_FAILED_ENV = "SWARMOP_SANDBOX_KEEP_FAILED"
+DEFAULT_NODES = 3
 
 
 def _subnets_in_use(except_name: str) -> set[int]:
@@ -76,6 +78,17 @@ class Sandbox:
                 yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def busy(self) -> bool:
+        """Whether an `up`, `down` or fault injection holds the sandbox's lock right now."""
+        try:
+            with open(SandboxLayout.for_name(self.name).lock_file) as lock:
+                fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)  # closing the file releases it
+        except BlockingIOError:
+            return True
+        except OSError:  # no lock file: nothing holds it
+            return False
+        return False
 
     # -- inspection --------------------------------------------------------------------
 
@@ -127,16 +140,32 @@ class Sandbox:
             found.append("the Consul forwarder into the swarm is not running")
         return found
 
+    def leftovers(self) -> Leftovers:
+        """Processes, namespaces, mounts, cgroups and directories the sandbox has now.
+        On a sandbox that is not up these are the traces of a killed `up` or `down`."""
+        return find_leftovers(SandboxLayout.for_name(self.name))
+
     # -- up / down ---------------------------------------------------------------------
 
-    def up(self, nodes: int = 3, example: bool = False) -> SandboxInfo:
-        if not 1 <= nodes <= MAX_NODES:
+    def up(
+        self, nodes: int | None = None, example: bool = False, recreate: bool = False
+    ) -> SandboxInfo:
+        """Create the sandbox, or return at once when it is up and healthy.
+
+        `nodes` None keeps the recorded node count (3 for a new sandbox). A healthy
+        sandbox with another node count is kept and this raises, unless `recreate`
+        asks to build it again (a new swarm: its services and Consul data are lost).
+        Leftovers of a crashed or broken sandbox are always removed first.
+        """
+        if nodes is not None and not 1 <= nodes <= MAX_NODES:
             raise SandboxError(f"--nodes must be between 1 and {MAX_NODES}, got {nodes}")
         require_root()
         tools = find_tools()
         with self._locked():
             current = self._state()
-            if current is not None and current.node_count == nodes and not self.problems():
+            if current is not None and not recreate and not self.problems():
+                if nodes is not None and nodes != current.node_count:
+                    raise SandboxError(self._node_count_refusal(current.node_count, nodes))
                 if example and not current.example:
                     self._deploy_example(current)
                     current.example = True
@@ -144,15 +173,27 @@ class Sandbox:
                 info = self.info()
                 assert info is not None
                 return info
-            # Anything else on record (a crashed run, another node count) goes first.
+            if nodes is not None:
+                count = nodes
+            else:
+                count = current.node_count if current is not None else DEFAULT_NODES
+            # Anything else on record (a crashed run, a rebuild asked for) goes first.
             cleanup.teardown(tools.ip, self._layout(current), current)
             try:
-                return self._create(tools, nodes, example)
+                return self._create(tools, count, example)
             except BaseException:
                 if os.environ.get(KEEP_FAILED_ENV) != "1":
                     with contextlib.suppress(Exception):
                         cleanup.teardown(tools.ip, self._layout(self._state()), self._state())
                 raise
+
+    def _node_count_refusal(self, running: int, wanted: int) -> str:
+        return (
+            f"sandbox {self.name!r} is up with {running} nodes, not {wanted}; it is left as "
+            f"it is. To rebuild it with {wanted} nodes (a new swarm: its services and Consul "
+            f"data are lost) run `swarmop sandbox up --name {self.name} --nodes {wanted} "
+            f"--recreate`, or `swarmop sandbox down --name {self.name}` first"
+        )
 
     def down(self) -> None:
         require_root()

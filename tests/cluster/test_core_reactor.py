@@ -13,13 +13,11 @@ from typing import Any
 import consul
 import docker
 import pytest
-
-# The subprocess harness of the HA tests (operators as `swarmop run` processes).
+from core_state import stored_state  # next to this file, like the HA test harness
 from ha_operators import Operators, operators
 
 import swarmop
 from swarmop.clients.swarm_write import update_service
-from swarmop.planning.progress import ObjectState
 from swarmop.registry import Registry
 from swarmop.sandbox import SandboxInfo
 from swarmop.sandbox.testing import Tracker, unique, wait_until
@@ -257,15 +255,9 @@ def calls_in(path: Path, name: str) -> Counter[str]:
     )
 
 
-def stored_state(kv: consul.Consul, prefix: str, name: str) -> ObjectState | None:
-    _index, item = kv.kv.get(f"{prefix}/state/services/{name}")
-    return None if item is None or not item["Value"] else ObjectState.from_json(item["Value"])
-
-
 def test_operator_killed_mid_handler_resumes_the_unfinished_one(
     *,
-    docker_api: docker.APIClient,
-    consul_client: consul.Consul,
+    sandbox: SandboxInfo,
     tracker: Tracker,
     operators: Operators,
     tmp_path: Path,
@@ -283,7 +275,7 @@ def test_operator_killed_mid_handler_resumes_the_unfinished_one(
     blocked = start("blocked", {**env, "KILLTEST_BLOCK": "second"})
     wait_until(lambda: calls_in(record, name)["second"] == 1, what="the second handler running")
     # The first handler's progress was stored before the second began.
-    state = stored_state(consul_client, operators.prefix, name)
+    state = stored_state(sandbox, operators.prefix, "service", name)
     assert state is not None and state.cycle is not None and state.last is None
     assert state.cycle.handlers["kill.first"].done
     assert not state.cycle.handlers["kill.second"].done
@@ -294,7 +286,9 @@ def test_operator_killed_mid_handler_resumes_the_unfinished_one(
     wait_until(lambda: calls_in(record, name)["third"] == 1, what="the cycle finished")
     done = wait_until(
         lambda: (
-            (s := stored_state(consul_client, operators.prefix, name)) and s.cycle is None and s
+            (s := stored_state(sandbox, operators.prefix, "service", name))
+            and s.cycle is None
+            and s
         ),
         what="the finished cycle stored",
     )

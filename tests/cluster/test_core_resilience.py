@@ -17,6 +17,7 @@ from typing import Any
 import consul
 import docker
 import pytest
+from core_state import stored_state
 
 import swarmop
 from swarmop.clients.swarm_write import update_service
@@ -63,7 +64,8 @@ def set_label(api: docker.APIClient, service_id: str, name: str, value: str) -> 
 
 
 class InFlight:
-    """Handler calls per object, and the most that ever ran at once for one object."""
+    """Handler calls per object, the most that ever ran at once for one object, and
+    the values each call saw, in call order."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -71,6 +73,7 @@ class InFlight:
         self.most: dict[str, int] = {}
         self.calls: dict[str, int] = {}
         self.seen: dict[str, str] = {}
+        self.values: dict[str, list[str]] = {}
 
     def enter(self, name: str) -> None:
         with self.lock:
@@ -82,6 +85,7 @@ class InFlight:
         with self.lock:
             self.now[name] -= 1
             self.seen[name] = value
+            self.values.setdefault(name, []).append(value)
 
 
 def test_burst_of_updates_coalesces(
@@ -128,15 +132,24 @@ def test_burst_of_updates_coalesces(
             timeout=120,
             what="every service handled at its last value",
         )
-        status = runner.board.get(("service", names[0]))
-        assert status is not None and status.outcome is Outcome.OK
+        for name in names:
+            status = runner.board.get(("service", name))
+            assert status is not None and status.outcome is Outcome.OK, status
+            state = stored_state(sandbox, prefix, "service", name)
+            assert state is not None and state.cycle is None and state.last is not None
+            assert state.last["spec"]["Labels"]["n"] == final  # the last value is stored
+        # Idle again: every worker ended and gave up its slot and hints.
+        wait_until(lambda: call(runner, queue.depth) == (0, 0), what="an empty queue")
         assert runner.exception is None
     assert max(flight.most.values()) == 1, flight.most
+    # In order: no call saw an older value than the call before it.
+    for name, values in flight.values.items():
+        numbers = [int(value or 0) for value in values]
+        assert numbers == sorted(numbers), (name, numbers)
     # Coalesced: far fewer handler calls than updates.
     assert sum(flight.calls.values()) < len(names) * per_service / 2, flight.calls
-    objects, hints = max(depths)
+    objects, _hints = max(depths)
     assert objects <= len(names) + 3 + 10  # our services, the nodes, a few others at most
-    assert hints <= objects * 64
 
 
 def test_concurrent_writer_between_read_and_write_survives(
@@ -221,7 +234,9 @@ def test_restarted_dockerd_and_consul_are_survived(
     tracker: Tracker,
     prefix: str,
 ) -> None:
-    """R4: desired state changed while the manager's dockerd / Consul are down."""
+    """R4: desired state changed while the manager's dockerd / Consul are down is
+    applied once they are back. With dockerd down only Consul can change (there is
+    no other manager): a key is written; with Consul down a label is changed."""
     marker = unique("m")
     registry = Registry()
     seen: dict[str, Any] = {}
@@ -240,32 +255,58 @@ def test_restarted_dockerd_and_consul_are_survived(
 
     name = unique("rst")
     service_id = tracker.create_service(
-        name, command=SLEEPER, replicas=0, labels={"test": marker, "swarmop.replicas": "0"}
+        name,
+        command=SLEEPER,
+        replicas=0,
+        labels={"test": marker, "swarmop.replicas": "0", "colour": "red"},
     )
     manager = sandbox.nodes[0].hostname
     with OperatorRunner(make_settings(sandbox, prefix), registry=registry) as runner:
-        wait_until(lambda: seen.get("replicas") == (0, "label"), what="first pass")
-        # Docker: down, back, then a label changed right after it returns.
+        wait_until(lambda: seen == {"replicas": (0, "label"), "colour": "red"}, what="first pass")
+        # Docker down: the Consul key changes meanwhile.
+        listed = runner.board.info.last_resync
         sandbox_control.stop_node(manager)
         wait_until(
             lambda: runner.board.info.docker_error is not None, what="the Docker outage reported"
         )
+        consul_client.kv.put(f"{prefix}/services/{name}/replicas", "1")
         sandbox_control.start_node(manager)
         sandbox_control.wait_swarm_ready()
-        set_label(docker_api, service_id, "colour", "green")
-        wait_until(lambda: seen.get("colour") == "green", timeout=120, what="label applied")
+        wait_until(
+            lambda: seen.get("replicas") == (1, "consul"),
+            timeout=120,
+            what="the key written during the Docker outage applied",
+        )
         wait_until(lambda: runner.board.info.docker_error is None, what="Docker back")
-        # Consul: down (dev mode: it comes back empty), then a key written once it is back.
+        relisted = runner.board.info.last_resync
+        assert listed is not None and relisted is not None and relisted > listed
+        # Consul down: a label changes meanwhile. The dev agent comes back empty, so
+        # its key is gone: the label is the source again once everything is re-read.
         sandbox_control.stop_consul()
         wait_until(
             lambda: runner.board.info.consul_error is not None, what="the Consul outage reported"
         )
+        set_label(docker_api, service_id, "colour", "green")
         sandbox_control.start_consul()
-        consul_client.kv.put(f"{prefix}/services/{name}/replicas", "1")
-        wait_until(
-            lambda: seen.get("replicas") == (1, "consul"), timeout=120, what="Consul key applied"
-        )
         wait_until(lambda: runner.board.info.consul_error is None, what="Consul back")
+        wait_until(
+            lambda: seen == {"replicas": (0, "label"), "colour": "green"},
+            timeout=120,
+            what="the label changed during the Consul outage and the lost key applied",
+        )
+        # The progress store is Consul itself: the handled state is written again.
+        stored = wait_until(
+            lambda: (
+                (state := stored_state(sandbox, prefix, "service", name))
+                and state.cycle is None
+                and state.last is not None
+                and state.last["spec"]["Labels"].get("colour") == "green"
+                and state
+            ),
+            timeout=120,
+            what="the handled state stored in the restarted Consul",
+        )
+        assert stored.last is not None and stored.last["desired"]["replicas"] == 0
         messages = [event.message for event in runner.snapshot().events]
         assert any(m.startswith("Docker unavailable") for m in messages), messages
         assert any(m.startswith("Consul unavailable") for m in messages), messages

@@ -25,6 +25,9 @@ from swarmop.sandbox.testing import (
 pytestmark = pytest.mark.cluster
 
 SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+# How long a blocking query must stay unanswered before the write, to show it
+# waits for one (a plain read answers at once).
+BLOCKING_PROOF_SECONDS = 3.0
 
 
 def _node_id(api: docker.APIClient, hostname: str) -> str:
@@ -159,16 +162,24 @@ def test_consul_key_write_wakes_a_blocking_query(
     consul_client.kv.put(key, "before")
     index, item = consul_client.kv.get(key)
     assert item["Value"] == b"before"
+    written = threading.Event()
     seen: dict[str, Any] = {}
 
     def block() -> None:
-        seen["index"], seen["item"] = consul_client.kv.get(key, index=index, wait="30s")
+        seen["index"], seen["item"] = consul_client.kv.get(key, index=index, wait="60s")
+        seen["after_write"] = written.is_set()
 
-    waiter = threading.Thread(target=block)
+    waiter = threading.Thread(target=block, daemon=True)
     waiter.start()
+    # A read that does not block answers in milliseconds, with the old value:
+    # this one must still be waiting seconds later, with nothing written.
+    waiter.join(timeout=BLOCKING_PROOF_SECONDS)
+    assert waiter.is_alive(), f"the query returned without a write: {seen}"
+    written.set()
     consul_client.kv.put(key, "after")
-    waiter.join(timeout=40)
-    assert not waiter.is_alive(), "the blocking query did not return"
+    waiter.join(timeout=30)
+    assert not waiter.is_alive(), "the write did not wake the blocking query"
+    assert seen["after_write"], "the query returned before the write"
     assert seen["item"]["Value"] == b"after"
     assert int(seen["index"]) > int(index)
 

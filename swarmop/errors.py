@@ -8,7 +8,8 @@ class HandlerError(Exception):
 
 
 class TemporaryError(HandlerError):
-    """Retry this handler after `delay` seconds (not counted as a crash)."""
+    """Retry this handler after `delay` seconds (instead of the crash backoff); like a
+    crash, each retry counts towards the handler's `retries` and `timeout`."""
 
     def __init__(self, message: str = "", *, delay: float = 60.0) -> None:
         super().__init__(message)

@@ -8,7 +8,8 @@ Every object decorator takes the same filters:
   with optional ``old=`` / ``new=`` (value, PRESENT, ABSENT or callable)
 
 and the retry settings ``retries=`` (None: forever), ``timeout=`` (seconds since
-the first attempt), ``backoff=`` (seconds between crashed attempts), ``id=``
+the first attempt; crashes and TemporaryErrors both count towards these two),
+``backoff=`` (seconds between crashed attempts), ``id=``
 and ``registry=`` (default: the global registry).
 """
 

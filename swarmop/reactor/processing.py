@@ -294,14 +294,8 @@ async def _run_cycle(
                 progress.started, progress.retries, done=True, message=message
             )
         except TemporaryError as error:
-            progress = HandlerProgress(
-                progress.started,
-                progress.retries + 1,
-                delayed_until=time.time() + error.delay,
-                message=str(error) or type(error).__name__,
-            )
-            ctx.board.record(
-                kind, name, logging.INFO, f"{hid}: {progress.message}; retrying in {error.delay:g}s"
+            progress = _after_temporary(
+                ctx, kind=kind, name=name, handler=handler, progress=progress, error=error
             )
         except BlockedError as error:
             text = str(error) or type(error).__name__
@@ -357,17 +351,18 @@ async def _run_cycle(
     return None if cycle.finished else cycle.next_wake()
 
 
-def _after_crash(
+def _given_up(
     ctx: Context,
     *,
     kind: str,
     name: str,
     handler: Handler,
     progress: HandlerProgress,
-    error: Exception,
-) -> HandlerProgress:
-    retries = progress.retries + 1
-    message = f"{type(error).__name__}: {error}"
+    retries: int,
+    message: str,
+) -> HandlerProgress | None:
+    """The failed end of a handler whose `retries` are used up or whose `timeout`
+    has passed, after this attempt; None while it may try again."""
     if handler.retries is not None and retries > handler.retries:
         ctx.board.record(
             kind,
@@ -392,6 +387,61 @@ def _after_crash(
         return HandlerProgress(
             progress.started, retries, done=True, failed=True, message=f"timed out: {message}"
         )
+    return None
+
+
+def _after_temporary(
+    ctx: Context,
+    *,
+    kind: str,
+    name: str,
+    handler: Handler,
+    progress: HandlerProgress,
+    error: TemporaryError,
+) -> HandlerProgress:
+    retries = progress.retries + 1
+    message = str(error) or type(error).__name__
+    given_up = _given_up(
+        ctx,
+        kind=kind,
+        name=name,
+        handler=handler,
+        progress=progress,
+        retries=retries,
+        message=message,
+    )
+    if given_up is not None:
+        return given_up
+    ctx.board.record(
+        kind, name, logging.INFO, f"{handler.id}: {message}; retrying in {error.delay:g}s"
+    )
+    return HandlerProgress(
+        progress.started, retries, delayed_until=time.time() + error.delay, message=message
+    )
+
+
+def _after_crash(
+    ctx: Context,
+    *,
+    kind: str,
+    name: str,
+    handler: Handler,
+    progress: HandlerProgress,
+    error: Exception,
+) -> HandlerProgress:
+    retries = progress.retries + 1
+    message = f"{type(error).__name__}: {error}"
+    given_up = _given_up(
+        ctx,
+        kind=kind,
+        name=name,
+        handler=handler,
+        progress=progress,
+        retries=retries,
+        message=message,
+    )
+    if given_up is not None:
+        return given_up
     delay = backoff_delay(handler.backoff, retries)
     ctx.board.record(
         kind,

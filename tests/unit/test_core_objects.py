@@ -1,0 +1,181 @@
+"""Passes over objects, timers and daemons, driven against an in-memory Docker."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import types
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pytest
+
+import swarmop
+from swarmop.reactor import processing
+from swarmop.reactor.board import StatusBoard
+from swarmop.reactor.context import Context
+from swarmop.reactor.processing import process
+from swarmop.reactor.spawner import Spawner
+from swarmop.reactor.store import MemoryStateStore
+from swarmop.registry import Registry
+from swarmop.settings import Settings
+from swarmop.status import OperatorInfo, Outcome
+
+HANG_GUARD = 30.0  # seconds: only ends a test that would otherwise never finish
+
+
+class MemoryDocker:
+    """Services and nodes looked up the way the Docker daemon does: by full ID, then
+    by name (a node's is its hostname), then by a unique ID prefix."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, dict[str, Any]] = {}
+        self.nodes: dict[str, dict[str, Any]] = {}
+
+    def add_service(self, service_id: str, name: str, **labels: str) -> dict[str, Any]:
+        attrs = {
+            "ID": service_id,
+            "Version": {"Index": 1},
+            "Spec": {"Name": name, "Labels": dict(labels)},
+        }
+        self.services[service_id] = attrs
+        return attrs
+
+    def set_labels(self, service_id: str, **labels: str) -> dict[str, Any]:
+        self.services[service_id]["Spec"]["Labels"] = dict(labels)
+        return self.inspect_service(service_id) or {}
+
+    def add_node(self, node_id: str, hostname: str) -> None:
+        self.nodes[node_id] = {
+            "ID": node_id,
+            "Version": {"Index": 1},
+            "Spec": {"Labels": {}, "Role": "worker", "Availability": "active"},
+            "Description": {"Hostname": hostname},
+        }
+
+    @staticmethod
+    def _lookup(
+        objects: dict[str, dict[str, Any]], wanted: str, name: Callable[[dict[str, Any]], str]
+    ) -> dict[str, Any] | None:
+        if wanted in objects:
+            return copy.deepcopy(objects[wanted])
+        for attrs in objects.values():
+            if name(attrs) == wanted:
+                return copy.deepcopy(attrs)
+        by_prefix = [attrs for object_id, attrs in objects.items() if object_id.startswith(wanted)]
+        return copy.deepcopy(by_prefix[0]) if len(by_prefix) == 1 else None
+
+    def inspect_service(self, name_or_id: str) -> dict[str, Any] | None:
+        return self._lookup(self.services, name_or_id, lambda attrs: attrs["Spec"]["Name"])
+
+    def inspect_node(self, name_or_id: str) -> dict[str, Any] | None:
+        return self._lookup(self.nodes, name_or_id, lambda attrs: attrs["Description"]["Hostname"])
+
+    def list_tasks(self, service_id: str) -> list[dict[str, Any]]:
+        return []
+
+
+def make_context(registry: Registry, docker: MemoryDocker, *, max_workers: int = 8) -> Context:
+    info = OperatorInfo(instance="test", pid=1, host="test", started=0.0, leader=True)
+    return Context(
+        settings=Settings(max_workers=max_workers),
+        registry=registry,
+        api=None,
+        reader=docker,  # type: ignore[arg-type]
+        kv=None,
+        store=MemoryStateStore(),
+        board=StatusBoard(info),
+    )
+
+
+def with_spawner(ctx: Context, body: Callable[[Spawner], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            spawner = Spawner(ctx, group)
+            try:
+                await body(spawner)
+            finally:
+                spawner.stop_all()
+
+    anyio.run(main)
+
+
+class Counter:
+    """A count that handler threads raise and a test can wait for."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.value = 0
+
+    def add(self) -> None:
+        with self.changed:
+            self.value += 1
+            self.changed.notify_all()
+
+    def __int__(self) -> int:
+        with self.changed:
+            return self.value
+
+    async def reaches(self, wanted: int) -> bool:
+        """Whether the count reaches `wanted` (False only if it never does)."""
+
+        def wait() -> bool:
+            with self.changed:
+                return self.changed.wait_for(lambda: self.value >= wanted, HANG_GUARD)
+
+        return await anyio.to_thread.run_sync(wait)
+
+
+# --- TemporaryError against retries= and timeout= ------------------------
+
+
+def failing_service(**decorator: Any) -> tuple[Context, Counter]:
+    registry = Registry()
+    attempts = Counter()
+
+    @swarmop.on.create("service", registry=registry, id="converge", **decorator)
+    def converge(**_: Any) -> None:
+        attempts.add()
+        raise swarmop.TemporaryError("not converged yet", delay=0)
+
+    docker = MemoryDocker()
+    docker.add_service("svc1", "web")
+    return make_context(registry, docker), attempts
+
+
+def test_temporary_errors_use_up_retries() -> None:
+    ctx, attempts = failing_service(retries=2)
+    key = ("service", "web")
+    for _ in range(3):
+        anyio.run(process, ctx, key, [])
+        status = ctx.board.get(key)
+        assert status is not None
+        if int(attempts) < 3:
+            assert status.outcome is Outcome.PENDING
+
+    assert status.outcome is Outcome.ERROR
+    assert status.message == "retries exhausted: not converged yet"
+    anyio.run(process, ctx, key, [])
+    assert int(attempts) == 3  # given up: not called again for this change
+
+
+def test_temporary_errors_stop_at_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(processing, "time", types.SimpleNamespace(time=lambda: now[0]))
+    ctx, attempts = failing_service(timeout=10)
+    key = ("service", "web")
+
+    for clock, outcome in ((1000.0, Outcome.PENDING), (1009.0, Outcome.PENDING)):
+        now[0] = clock
+        anyio.run(process, ctx, key, [])
+        status = ctx.board.get(key)
+        assert status is not None and status.outcome is outcome
+
+    now[0] = 1011.0
+    anyio.run(process, ctx, key, [])
+    status = ctx.board.get(key)
+    assert status is not None and status.outcome is Outcome.ERROR
+    assert status.message == "timed out: not converged yet"
+    assert int(attempts) == 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -25,6 +25,27 @@ from swarmop.views import NodeView, ServiceView
 
 T = TypeVar("T")
 Key = tuple[str, str]  # ("service", name) | ("node", hostname)
+
+
+def is_named(kind: str, name: str, attrs: Mapping[str, Any]) -> bool:
+    """Whether an inspect result is the object that was asked for by name.
+
+    Docker answers a name no service has with a service whose ID starts with
+    it, so once a short-named service is deleted its name may find another
+    one; a node lookup by hostname may likewise find a node by ID. Such a
+    result is not the object: it must be taken as not found.
+    """
+    if kind == "service":
+        return (attrs.get("Spec") or {}).get("Name") == name
+    hostname = (attrs.get("Description") or {}).get("Hostname")
+    return not hostname or hostname == name
+
+
+def inspect_named(reader: DockerReader, kind: str, name: str) -> dict[str, Any] | None:
+    """The service or node with this name (a node's is its hostname), or None."""
+    inspect = reader.inspect_service if kind == "service" else reader.inspect_node
+    attrs = inspect(name)
+    return attrs if attrs is not None and is_named(kind, name, attrs) else None
 
 
 class Memo(types.SimpleNamespace):
@@ -71,6 +92,10 @@ class Context:
         return await anyio.to_thread.run_sync(
             functools.partial(fn, *args), limiter=self.docker_limiter, abandon_on_cancel=True
         )
+
+    async def inspect(self, key: Key) -> dict[str, Any] | None:
+        """The object `key` names as Docker has it now, or None when it is gone."""
+        return await self.docker(inspect_named, self.reader, key[0], key[1])
 
     async def consul(self, fn: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(
@@ -132,13 +157,19 @@ class Cluster:
         return [NodeView(attrs) for attrs in self._context.reader.list_nodes()]
 
     def service(self, name: str) -> ServiceView | None:
+        """The service with exactly this name, or None."""
         reader = self._context.reader
-        attrs = reader.inspect_service(name)
+        attrs = inspect_named(reader, "service", name)
         return None if attrs is None else ServiceView(attrs, reader.list_tasks)
 
     def node(self, name_or_id: str) -> NodeView | None:
+        """The node with this hostname or this full ID, or None."""
         attrs = self._context.reader.inspect_node(name_or_id)
-        return None if attrs is None else NodeView(attrs)
+        if attrs is None or not (
+            attrs.get("ID") == name_or_id or is_named("node", name_or_id, attrs)
+        ):
+            return None
+        return NodeView(attrs)
 
     def desired(self, kind: str, name: str, labels: Any) -> DesiredState:
         """Desired state of any object, from its labels and the cached Consul keys."""

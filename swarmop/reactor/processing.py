@@ -134,15 +134,7 @@ def _base_kwargs(
 async def process(ctx: Context, key: Key, hints: list[Hint]) -> float | None:
     """Returns the wall-clock time to look at this object again, or None."""
     kind, name = key
-    if kind == "service":
-        attrs = await ctx.docker(ctx.reader.inspect_service, name)
-    else:
-        attrs = await ctx.docker(ctx.reader.inspect_node, name)
-    if attrs is not None and kind == "node":
-        # A node is addressed by hostname; a stale ID-keyed lookup may find another.
-        hostname = (attrs.get("Description") or {}).get("Hostname")
-        if hostname and hostname != name:
-            attrs = None
+    attrs = await ctx.inspect(key)
     state = await ctx.stored(ctx.store.load, key)
     spawner = getattr(ctx, "spawner", None)
 

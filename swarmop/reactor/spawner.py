@@ -105,10 +105,7 @@ class Spawner:
     ) -> dict[str, Any] | None:
         ctx = self._ctx
         kind, name = key
-        if kind == "service":
-            attrs = await ctx.docker(ctx.reader.inspect_service, name)
-        else:
-            attrs = await ctx.docker(ctx.reader.inspect_node, name)
+        attrs = await ctx.inspect(key)
         if attrs is None:
             return None
         view: ServiceView | NodeView = (

@@ -15,7 +15,7 @@ import pytest
 import swarmop
 from swarmop.reactor import processing
 from swarmop.reactor.board import StatusBoard
-from swarmop.reactor.context import Context
+from swarmop.reactor.context import Cluster, Context
 from swarmop.reactor.processing import process
 from swarmop.reactor.spawner import Spawner
 from swarmop.reactor.store import MemoryStateStore
@@ -126,6 +126,56 @@ class Counter:
                 return self.changed.wait_for(lambda: self.value >= wanted, HANG_GUARD)
 
         return await anyio.to_thread.run_sync(wait)
+
+
+# --- looking objects up by name ----------------------------------------
+
+
+def test_a_deleted_services_name_that_finds_another_by_id_prefix_means_deleted() -> None:
+    registry = Registry()
+    created: list[tuple[str, str]] = []
+    deleted: list[str] = []
+
+    @swarmop.on.create("service", registry=registry)
+    def on_create(name: str, id: str, **_: Any) -> None:
+        created.append((name, id))
+
+    @swarmop.on.delete("service", registry=registry)
+    def on_delete(name: str, **_: Any) -> None:
+        deleted.append(name)
+
+    docker = MemoryDocker()
+    docker.add_service("x7q2", "abc")
+    docker.add_service("abc9f3k1", "web")  # its ID starts with the other's name
+    ctx = make_context(registry, docker)
+    key = ("service", "abc")
+
+    anyio.run(process, ctx, key, [])
+    assert created == [("abc", "x7q2")]
+
+    del docker.services["x7q2"]
+    assert docker.inspect_service("abc") is not None  # what Docker answers now
+    anyio.run(process, ctx, key, [])
+    assert deleted == ["abc"]
+    assert created == [("abc", "x7q2")]
+    assert ctx.board.get(key) is None
+
+
+def test_cluster_lookups_return_only_the_object_named() -> None:
+    docker = MemoryDocker()
+    docker.add_service("abc9f3k1", "web")
+    docker.add_node("n0d3id", "manager-1")
+    cluster = Cluster(make_context(Registry(), docker))
+
+    assert cluster.service("abc") is None
+    found = cluster.service("web")
+    assert found is not None and found.id == "abc9f3k1"
+
+    assert cluster.node("n0d") is None
+    by_hostname = cluster.node("manager-1")
+    by_id = cluster.node("n0d3id")
+    assert by_hostname is not None and by_hostname.id == "n0d3id"
+    assert by_id is not None and by_id.hostname == "manager-1"
 
 
 # --- TemporaryError against retries= and timeout= ------------------------

@@ -250,7 +250,10 @@ def daemon(
 ) -> Decorator:
     """Runs for as long as a matching object exists; restarted after `backoff` if it exits
     with an error. A sync daemon polls ``stopped`` (``stopped.wait(seconds)`` returns True
-    when it must end); an async daemon is cancelled."""
+    when it must end) in a thread of its own; an async daemon is cancelled.
+
+    `when=` is checked on every pass over the object: the daemon starts once it is
+    true and is stopped when it turns false."""
     return _object_decorator(
         Reason.DAEMON,
         resource,

@@ -16,8 +16,9 @@ import swarmop
 from swarmop.reactor import processing
 from swarmop.reactor.board import StatusBoard
 from swarmop.reactor.context import Cluster, Context
+from swarmop.reactor.invocation import invoke
 from swarmop.reactor.processing import process
-from swarmop.reactor.spawner import Spawner
+from swarmop.reactor.spawner import Spawner, StopFlag
 from swarmop.reactor.store import MemoryStateStore
 from swarmop.registry import Registry
 from swarmop.settings import Settings
@@ -126,6 +127,91 @@ class Counter:
                 return self.changed.wait_for(lambda: self.value >= wanted, HANG_GUARD)
 
         return await anyio.to_thread.run_sync(wait)
+
+
+# --- daemons ------------------------------------------------------------
+
+
+def test_sync_daemons_leave_the_handler_slots_to_change_handlers() -> None:
+    slots = 2
+    registry = Registry()
+    running = Counter()
+
+    def keep_running(stopped: StopFlag, **_: Any) -> None:
+        running.add()
+        while not stopped.wait(0.01):
+            pass
+
+    for number in range(slots + 1):
+        swarmop.daemon("service", id=f"daemon-{number}", registry=registry)(keep_running)
+    docker = MemoryDocker()
+    attrs = docker.add_service("svc1", "web")
+    ctx = make_context(registry, docker, max_workers=slots)
+
+    async def body(spawner: Spawner) -> None:
+        spawner.sync(("service", "web"), attrs)
+        assert await running.reaches(slots)
+        assert ctx.handler_limiter.borrowed_tokens == 0
+        assert await running.reaches(slots + 1)
+        result = await invoke(lambda: "change handler ran", {}, ctx.handler_limiter)
+        assert result == "change handler ran"
+
+    with_spawner(ctx, body)
+
+
+def test_a_daemon_follows_its_when_filter() -> None:
+    registry = Registry()
+    starts = Counter()
+    flags: list[StopFlag] = []
+
+    def watch(stopped: StopFlag, **_: Any) -> None:
+        flags.append(stopped)
+        starts.add()
+        while not stopped.wait(0.01):
+            pass
+
+    swarmop.daemon(
+        "service", registry=registry, when=lambda labels, **_: labels.get("watch") == "yes"
+    )(watch)
+    docker = MemoryDocker()
+    key = ("service", "web")
+    ctx = make_context(registry, docker)
+
+    async def body(spawner: Spawner) -> None:
+        spawner.sync(key, docker.add_service("svc1", "web", watch="no"))
+        spawner.sync(key, docker.set_labels("svc1", watch="yes"))
+        assert await starts.reaches(1)
+        assert not flags[0].is_set()
+
+        spawner.sync(key, docker.set_labels("svc1", watch="no"))
+        assert flags[0].is_set()
+
+        spawner.sync(key, docker.set_labels("svc1", watch="yes"))
+        assert await starts.reaches(2)
+        assert not flags[1].is_set()
+
+    with_spawner(ctx, body)
+    assert int(starts) == 2
+
+
+def test_a_failing_when_filter_keeps_the_daemon_stopped_and_says_why() -> None:
+    registry = Registry()
+    starts = Counter()
+
+    def broken(**_: Any) -> bool:
+        raise KeyError("replicas")
+
+    swarmop.daemon("service", registry=registry, id="watch", when=broken)(lambda **_: starts.add())
+    docker = MemoryDocker()
+    ctx = make_context(registry, docker)
+
+    async def body(spawner: Spawner) -> None:
+        spawner.sync(("service", "web"), docker.add_service("svc1", "web"))
+
+    with_spawner(ctx, body)
+    assert int(starts) == 0
+    messages = [event.message for event in ctx.board.snapshot().events]
+    assert any("when= filter of watch failed" in text for text in messages)
 
 
 # --- looking objects up by name ----------------------------------------

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import os
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, TypeVar
 
 import consul
@@ -67,6 +69,20 @@ def wait_until(
                 f"timed out after {timeout:.0f}s waiting for {what}; last observed: {last!r}"
             )
         time.sleep(interval)
+
+
+def run_swarmop(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 300.0
+) -> subprocess.CompletedProcess[str]:
+    """The `swarmop` command as a user runs it (this interpreter's install), captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "swarmop", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(env) if env is not None else None,
+        check=False,
+    )
 
 
 def unique(prefix: str) -> str:

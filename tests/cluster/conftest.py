@@ -2,8 +2,11 @@
 
 One sandbox (name `swarmop-test`, or $SWARMOP_TEST_SANDBOX) is brought up for the
 whole session and removed at its end ($SWARMOP_KEEP_SANDBOX=1 keeps it, to make
-repeated runs quick). Tests create what they need and register it with
-`tracker`, which removes it afterwards, even when the test fails.
+repeated runs quick). A kept sandbox with another node count than 3 is not
+rebuilt behind anyone's back: the session stops with `up`'s message saying how.
+Tests create what they need and register it with `tracker`, which removes it
+afterwards, even when the test fails. A test that must create or break a whole
+sandbox gets one of its own from `side_sandbox`, named after the session's.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import docker
 import pytest
 
 from swarmop.sandbox import Sandbox, SandboxInfo
+from swarmop.sandbox.layout import validate_name
 from swarmop.sandbox.testing import Tracker, unique, wait_until
 
 SANDBOX_NAME = os.environ.get("SWARMOP_TEST_SANDBOX", "swarmop-test")
@@ -32,6 +36,30 @@ def sandbox_control() -> Iterator[Sandbox]:
     yield control
     if os.environ.get(KEEP_ENV) != "1":
         control.down()
+
+
+def side_sandbox_name(purpose: str) -> str:
+    """`<session sandbox>-<purpose>`, shortened to fit the 24 characters a name may have."""
+    stem = SANDBOX_NAME[: 24 - len(purpose) - 1].rstrip("-")
+    return validate_name(f"{stem}-{purpose}")
+
+
+@pytest.fixture
+def side_sandbox() -> Iterator[Callable[[str], Sandbox]]:
+    """`side_sandbox("crash")`: a sandbox of the test's own, next to the session's,
+    cleared of an earlier run's leftovers now and removed after the test (always,
+    even with $SWARMOP_KEEP_SANDBOX=1)."""
+    made: list[Sandbox] = []
+
+    def make(purpose: str) -> Sandbox:
+        side = Sandbox(side_sandbox_name(purpose))
+        side.down()
+        made.append(side)
+        return side
+
+    yield make
+    for side in made:
+        side.down()
 
 
 @pytest.fixture(scope="session")

@@ -3,20 +3,9 @@
 from __future__ import annotations
 
 import importlib.metadata
-import subprocess
-import sys
 
 import swarmop
-
-
-def swarmop_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "swarmop", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from swarmop.sandbox.testing import run_swarmop as swarmop_cli
 
 
 def test_version_is_the_installed_distributions() -> None:

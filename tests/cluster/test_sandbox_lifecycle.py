@@ -44,38 +44,79 @@ class HostSnapshot:
     own_mounts: frozenset[str]
     own_files: frozenset[str]
     own_cgroups: frozenset[str]
-    host_veths: frozenset[str]
+    host_links: frozenset[str]
     host_mounts: frozenset[str]
-    host_iptables: frozenset[str]
+    host_firewall: frozenset[str]
 
 
-def _host_veths() -> frozenset[str]:
+def _host_links() -> frozenset[str]:
+    """Every link of the host's own namespace by name: veths, bridges such as the
+    docker0 and docker_gwbridge a dockerd there would add, anything new."""
     out = subprocess.run(
-        ["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True, check=True
+        ["ip", "-o", "link", "show"], capture_output=True, text=True, check=True
     ).stdout
-    return frozenset(line.split(":")[1].strip() for line in out.splitlines() if ":" in line)
+    return frozenset(
+        line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line
+    )
 
 
-def _host_iptables() -> frozenset[str]:
-    """Rules and non-default policies of the host's own namespace.
+def _find_program(program: str) -> str | None:
+    return shutil.which(program, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
 
-    iptables may have no tables at all before the first dockerd on the machine
-    loads the modules; an empty built-in chain with policy ACCEPT is no change.
+
+def _saved_rules(program: str) -> set[str]:
+    """Rules, user-defined chains and non-default policies, each with its table.
+
+    The tables may not exist at all before the first dockerd on the machine loads
+    the modules; an empty built-in chain with policy ACCEPT is no change.
     """
-    if shutil.which("iptables-save") is None:
-        return frozenset()
-    result = subprocess.run(["iptables-save"], capture_output=True, text=True, check=False)
+    result = subprocess.run([program], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        pytest.fail(
+            f"`{program}` failed (exit {result.returncode}): {result.stderr.strip()}; "
+            "the host's firewall cannot be compared",
+            pytrace=False,
+        )
     kept = set()
+    table = "?"
     for line in result.stdout.splitlines():
-        if line.startswith("-A"):
-            kept.add(line)
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith("-A"):
+            kept.add(f"{table} {line}")
         elif line.startswith(":"):
             chain, policy = line[1:].split()[:2]
             if policy not in ("ACCEPT", "-"):
-                kept.add(f"{chain} {policy}")
+                kept.add(f"{table} {chain} policy {policy}")
             elif policy == "-":
-                kept.add(f"chain {chain}")  # a user-defined chain
-    return frozenset(kept)
+                kept.add(f"{table} chain {chain}")  # a user-defined chain
+    return kept
+
+
+def _host_firewall() -> frozenset[str]:
+    """The host namespace's iptables state, and its ip6tables state where installed.
+
+    Without iptables-save nothing can be compared: that fails rather than
+    letting a changed firewall pass unseen.
+    """
+    iptables_save = _find_program("iptables-save")
+    if iptables_save is None:
+        pytest.fail(
+            "iptables-save is missing (make setup installs iptables): the host's firewall "
+            "cannot be compared",
+            pytrace=False,
+        )
+    rules = {f"ipv4 {rule}" for rule in _saved_rules(iptables_save)}
+    ip6tables_save = _find_program("ip6tables-save")
+    if ip6tables_save is not None:
+        rules |= {f"ipv6 {rule}" for rule in _saved_rules(ip6tables_save)}
+    return frozenset(rules)
+
+
+def _assert_unchanged(before: frozenset[str], after: frozenset[str], what: str) -> None:
+    assert after == before, (
+        f"{what}: added {sorted(after - before)}, removed {sorted(before - after)}"
+    )
 
 
 def snapshot(layout: SandboxLayout) -> HostSnapshot:
@@ -99,9 +140,9 @@ def snapshot(layout: SandboxLayout) -> HostSnapshot:
         ),
         own_files=frozenset(files),
         own_cgroups=frozenset(str(p) for p in sandbox_cgroup_dirs(layout)),
-        host_veths=_host_veths(),
+        host_links=_host_links(),
         host_mounts=frozenset(p for p in points if not p.startswith(SANDBOX_PATHS)),
-        host_iptables=_host_iptables(),
+        host_firewall=_host_firewall(),
     )
 
 
@@ -111,9 +152,9 @@ def assert_nothing_left(before: HostSnapshot, after: HostSnapshot) -> None:
     assert after.own_mounts == frozenset(), "mounts left"
     assert after.own_files == frozenset(), "directories left"
     assert after.own_cgroups == frozenset(), "cgroups left"
-    assert after.host_veths == before.host_veths, "veth links changed in the host namespace"
-    assert after.host_mounts == before.host_mounts, "mounts changed outside the sandbox dirs"
-    assert after.host_iptables == before.host_iptables, "host iptables rules changed"
+    _assert_unchanged(before.host_links, after.host_links, "links changed in the host namespace")
+    _assert_unchanged(before.host_mounts, after.host_mounts, "mounts changed outside the sandbox")
+    _assert_unchanged(before.host_firewall, after.host_firewall, "host firewall rules changed")
 
 
 @pytest.fixture
@@ -144,8 +185,9 @@ def test_up_then_down_leaves_nothing_behind(lifecycle_sandbox: Sandbox) -> None:
     during = snapshot(layout)
     assert len(during.own_netns) == 4  # hub + 3 nodes
     assert during.own_processes, "the sandbox's daemons should be visible while it runs"
-    assert during.host_veths == before.host_veths, "up touched the host namespace's links"
-    assert during.host_iptables == before.host_iptables, "up touched the host's iptables"
+    assert not {"docker0", "docker_gwbridge"} & during.host_links, "a dockerd ran on the host"
+    _assert_unchanged(before.host_links, during.host_links, "up touched the host's links")
+    _assert_unchanged(before.host_firewall, during.host_firewall, "up touched the host's firewall")
 
     lifecycle_sandbox.down()
     assert_nothing_left(before, snapshot(layout))

@@ -125,11 +125,12 @@ class Operators:
         instance: str,
         extra_env: dict[str, str] | None = None,
         *,
-        handlers: Path = HANDLERS,
+        handlers: Sequence[str | Path] = (HANDLERS,),
         extra_args: Sequence[str] = (),
     ) -> OperatorProcess:
-        """`extra_env` may point this instance elsewhere (a fault proxy); `handlers` and
-        `extra_args` let tests outside HA run their own module (with `--no-ha`, say)."""
+        """`extra_env` may point this instance elsewhere (a fault proxy); `handlers`
+        (FILE and `-m MODULE` arguments) and `extra_args` let other tests run their
+        own modules (with `--no-ha`, say)."""
         log = self.tmp / f"{instance}.log"
         env = dict(os.environ)
         env.update(
@@ -146,7 +147,7 @@ class Operators:
                     "-m",
                     "swarmop",
                     "run",
-                    str(handlers),
+                    *map(str, handlers),
                     "--instance-id",
                     instance,
                     "--prefix",

@@ -269,7 +269,7 @@ def test_operator_killed_mid_handler_resumes_the_unfinished_one(
     record = tmp_path / "calls"
     name = unique("kill")
     tracker.create_service(name, command=SLEEPER, replicas=0, labels={"hatest": operators.run_id})
-    start = functools.partial(operators.start, handlers=KILL_HANDLERS, extra_args=["--no-ha"])
+    start = functools.partial(operators.start, handlers=[KILL_HANDLERS], extra_args=["--no-ha"])
     env = {"KILLTEST_CALLS": str(record)}
 
     blocked = start("blocked", {**env, "KILLTEST_BLOCK": "second"})

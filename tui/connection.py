@@ -14,7 +14,7 @@ from typing import Any
 
 import consul
 
-from swarmop.clients.docker import make_api
+from swarmop.clients.docker import LazyAPIClient
 from swarmop.errors import ConfigurationError
 from swarmop.settings import (
     DEFAULT_PREFIX,
@@ -67,7 +67,10 @@ def resolve_connection(
 
 
 def docker_client(connection: Connection, timeout: int = 30) -> Any:
-    return make_api(connection.docker, timeout=timeout)
+    """A client that contacts the daemon on first use, not when made: making a plain
+    APIClient asks for the API version at once, which fails (or blocks up to
+    `timeout`) before the UI could open and show the error."""
+    return LazyAPIClient(connection.docker, timeout=timeout)
 
 
 def consul_client(connection: Connection) -> Any:

@@ -375,7 +375,11 @@ class SwarmopApp(App[None]):
         return (f"operator: {operator.instance}", "green")
 
     def render_status(self) -> None:
-        self.query_one("#status", Static).update(self.status_text())
+        # The 1 s timer can fire once more while the app shuts down and its
+        # widgets are already gone: nothing to draw then, and no reason to crash.
+        status = self.query_one_optional("#status", Static)
+        if status is not None:
+            status.update(self.status_text())
 
     def proxy_text(self) -> Text:
         snap = self.snapshot

@@ -12,5 +12,6 @@ from swarmop.settings import resolve_consul
 def stored_state(sandbox: SandboxInfo, prefix: str, kind: str, name: str) -> ObjectState | None:
     """The progress and last handled essence under `<prefix>/state/`, read afresh
     (a new store each time: the operator's own store caches what it wrote)."""
-    kv = ConsulKV(resolve_consul(addr=sandbox.consul_http_addr, env={}))
-    return ConsulStateStore(kv, prefix).load((kind, name))
+    settings = resolve_consul(addr=sandbox.consul_http_addr, env={})
+    assert settings is not None
+    return ConsulStateStore(ConsulKV(settings), prefix).load((kind, name))

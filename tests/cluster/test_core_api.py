@@ -4,6 +4,7 @@ objects that do not wait for each other."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -72,10 +73,9 @@ def wait_status(
         found = runner.board.get((kind, name))  # type: ignore[arg-type]
         return found if found and found.outcome is outcome and text in found.message else None
 
-    found: ObjectStatus = wait_until(
-        matches, timeout=60, what=f"{name}: {outcome.value} status with {text!r}"
-    )
-    return found
+    status = wait_until(matches, timeout=60, what=f"{name}: {outcome.value} status with {text!r}")
+    assert status is not None
+    return status
 
 
 def wait_idle(runner: OperatorRunner) -> None:
@@ -223,9 +223,12 @@ def test_field_handlers_filter_on_old_and_new_and_get_the_field_diff(
     steps = ["green", "blue", "red", "blue", None]
     with OperatorRunner(settings, registry=registry):
         wait_until(lambda: len(calls.of("any")) == 1, what="the field on creation")
-        for number, value in enumerate(steps, start=2):
+        for handled, value in enumerate(steps, start=2):
             set_label(docker_api, service_id, "colour", value)
-            wait_until(lambda n=number: len(calls.of("any")) == n, what=f"colour {value}")
+            wait_until(
+                functools.partial(lambda n: len(calls.of("any")) == n, handled),
+                what=f"colour {value}",
+            )
     transitions = [(old, new) for old, new, _ in calls.of("any")]
     assert transitions == [
         (None, "red"),

@@ -52,6 +52,7 @@ def http_port(process: OperatorProcess) -> int:
         lambda: HTTP_LINE.search(process.log.read_text(errors="replace")),
         what="the HTTP endpoint's address in the log",
     )
+    assert found is not None
     return int(found.group(1))
 
 
@@ -138,6 +139,7 @@ def test_the_example_module_does_what_the_docs_say(
         lambda: (found := status()) and found["message"] == "seen: replicas 2 from label" and found,
         what="the example's status message",
     )
+    assert first is not None
     assert first["outcome"] == "ok"
     assert first["desired"]["replicas"] == {"value": 2, "source": "label"}
     assert f"hello {name} (create): replicas 2 from label" in logged()

@@ -12,6 +12,7 @@ from swarmop.tui.commands import CommandError, parse_command
 from swarmop.tui.gate import ActionGate, ActionRefused
 from swarmop.tui.impact import OPERATOR_MISSING, availability_impact
 from swarmop.tui.model import (
+    OPERATOR_STALE_AFTER,
     ClusterSnapshot,
     EventRecord,
     NodeRecord,
@@ -177,8 +178,10 @@ class SwarmopApp(App[None]):
         clock_fn: Callable[[], float] = time.time,
         start_polling: bool = True,
         prefix: str = "swarmop",
+        operator_stale_after: float = OPERATOR_STALE_AFTER,
     ) -> None:
         super().__init__()
+        self.operator_stale_after = operator_stale_after
         self.source = source
         self.gate = gate
         self.interval = interval
@@ -370,7 +373,7 @@ class SwarmopApp(App[None]):
         operator = snap.operator
         if operator is None:
             return ("operator: not running", "bold yellow")
-        if not operator.seen_recently(now):
+        if not operator.seen_recently(now, self.operator_stale_after):
             return (f"operator: {operator.instance} not seen recently", "bold yellow")
         return (f"operator: {operator.instance}", "green")
 
@@ -606,7 +609,9 @@ class SwarmopApp(App[None]):
         except ActionRefused as error:
             self.notify(str(error), severity="error")
             return
-        impact = availability_impact(self.snapshot, node, availability, self.clock())
+        impact = availability_impact(
+            self.snapshot, node, availability, self.clock(), stale_after=self.operator_stale_after
+        )
 
         def confirmed(yes: bool | None) -> None:
             if yes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from swarmop.tui.model import ClusterSnapshot, NodeRecord, TaskRecord
+from swarmop.tui.model import OPERATOR_STALE_AFTER, ClusterSnapshot, NodeRecord, TaskRecord
 
 OPERATOR_MISSING = "operator not running: desired state recorded, not applied"
 
@@ -19,7 +19,12 @@ class Impact:
 
 
 def availability_impact(
-    snapshot: ClusterSnapshot, node: NodeRecord, availability: str, now: float
+    snapshot: ClusterSnapshot,
+    node: NodeRecord,
+    availability: str,
+    now: float,
+    *,
+    stale_after: float = OPERATOR_STALE_AFTER,
 ) -> Impact:
     tasks = tuple(sorted(snapshot.tasks_on(node.id), key=lambda t: (t.service_name, t.slot or 0)))
     warnings: list[str] = []
@@ -49,7 +54,7 @@ def availability_impact(
         warnings.append(
             f"{node.hostname} is a manager: draining keeps it managing, only tasks leave"
         )
-    if snapshot.operator is None or not snapshot.operator.seen_recently(now):
+    if snapshot.operator is None or not snapshot.operator.seen_recently(now, stale_after):
         warnings.append(OPERATOR_MISSING)
     return Impact(
         node=node.hostname,

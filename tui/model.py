@@ -20,7 +20,9 @@ from swarmop.desired.keys import desired_keys_by_object
 
 NONE_SOURCE = "none"
 # An operator that has not resynced for this long is reported as not seen:
-# the published info stays in Consul after the process is gone.
+# the published info stays in Consul after the process is gone. The operator
+# does not publish its resync interval, so this is `swarmop tui
+# --operator-stale-after`: three of `swarmop run`'s default 60 s resyncs.
 OPERATOR_STALE_AFTER = 180.0
 
 
@@ -148,9 +150,9 @@ class OperatorRecord:
     started: float
     last_resync: float | None
 
-    def seen_recently(self, now: float) -> bool:
+    def seen_recently(self, now: float, stale_after: float = OPERATOR_STALE_AFTER) -> bool:
         last = self.last_resync if self.last_resync is not None else self.started
-        return now - last <= OPERATOR_STALE_AFTER
+        return now - last <= stale_after
 
 
 @dataclass(frozen=True)

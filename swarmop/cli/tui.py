@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+# Plain data, no Textual: safe to import while registering.
+from swarmop.tui.model import OPERATOR_STALE_AFTER
+
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
@@ -34,6 +37,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--interval", type=float, default=2.0, help="seconds between full relists (default: 2)"
     )
+    parser.add_argument(
+        "--operator-stale-after",
+        type=float,
+        default=OPERATOR_STALE_AFTER,
+        metavar="SECONDS",
+        help=(
+            "report the operator as not seen when its last resync is older than this "
+            "(default: %(default)g, three of swarmop run's 60 s resyncs; use about three "
+            "times the operator's --resync-interval)"
+        ),
+    )
     parser.set_defaults(handler=run)
 
 
@@ -57,9 +71,14 @@ def run(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         print("swarmop tui: --interval must be positive", file=sys.stderr)
         return 2
+    if not args.operator_stale_after > 0:
+        print("swarmop tui: --operator-stale-after must be positive", file=sys.stderr)
+        return 2
 
     from swarmop.tui.launch import build_app  # noqa: PLC0415
 
-    app = build_app(connection, interval=args.interval)
+    app = build_app(
+        connection, interval=args.interval, operator_stale_after=args.operator_stale_after
+    )
     app.run()
     return 0

@@ -8,6 +8,7 @@ import pytest
 from rich.text import Text
 from swarmop.tui.app import SwarmopApp
 from swarmop.tui.gate import ActionGate, WriteReceipt
+from swarmop.tui.impact import OPERATOR_MISSING
 from swarmop.tui.model import ClusterSnapshot, NodeRecord, ServiceRecord
 from swarmop.tui.sample import NOW, sample_docker_events, sample_snapshot
 from swarmop.tui.screens import ConfirmAvailabilityScreen, ScaleScreen
@@ -283,3 +284,30 @@ async def test_help_and_unknown_command() -> None:
         await pilot.press("escape")
         await pilot.press("colon", "n", "o", "enter")
         assert app.view == "nodes"
+
+
+async def test_operator_stale_after_decides_not_seen_recently_and_the_drain_warning() -> None:
+    operator = sample_snapshot().operator
+    assert operator is not None and operator.last_resync is not None
+    minute_later = operator.last_resync + 60
+
+    def app_with(stale_after: float) -> SwarmopApp:
+        return SwarmopApp(
+            StaticSource(sample_snapshot()),
+            ActionGate(RecordingWriter(), read_only=False),
+            clock_fn=lambda: minute_later,
+            start_polling=False,
+            operator_stale_after=stale_after,
+        )
+
+    for stale_after, seen in ((180.0, True), (30.0, False)):
+        app = app_with(stale_after)
+        async with app.run_test(size=SIZE) as pilot:
+            load(app)
+            status = app.status_text().plain
+            assert (f"operator: {operator.instance} not seen recently" in status) is not seen
+            await pilot.press("1")
+            select(app, "nodes", node_id("node-2"))
+            await pilot.press("d")
+            assert isinstance(app.screen, ConfirmAvailabilityScreen)
+            assert (OPERATOR_MISSING in app.screen.impact.warnings) is not seen

@@ -128,6 +128,15 @@ def test_operator_seen_recently_uses_last_resync() -> None:
     assert not operator.seen_recently(NOW + 3600)
 
 
+def test_operator_stale_threshold_is_a_parameter() -> None:
+    operator = sample_snapshot().operator
+    assert operator is not None and operator.last_resync is not None
+    later = operator.last_resync + 600
+    assert not operator.seen_recently(later)  # the default, 180 s
+    assert operator.seen_recently(later, stale_after=900)
+    assert not operator.seen_recently(operator.last_resync + 11, stale_after=10)
+
+
 def test_docker_time_with_nanoseconds() -> None:
     assert parse_docker_time("2025-01-02T03:04:05.123456789Z") == parse_docker_time(
         "2025-01-02T03:04:05.123456Z"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import docker
@@ -206,3 +207,91 @@ def test_timer_reports_on_the_status_and_withdraws(
         wait_status(runner, name, Outcome.OK)
         found = status_of(runner, name)
         assert found is not None and found.message == "created"
+
+
+def test_a_deleted_short_named_service_is_not_confused_with_another_by_id_prefix(
+    *, settings: Settings, docker_api: docker.APIClient, tracker: Tracker, calls: Calls
+) -> None:
+    """Docker answers a name no service has with the service whose ID starts with it:
+    once the short-named service is gone, its name must not find the other one."""
+    marker = unique("m")
+    registry = Registry()
+
+    @swarmop.on.create("service", labels={"test": marker}, registry=registry, id="mark")
+    def mark(name: str, patch: swarmop.Patch, **_: Any) -> None:
+        calls.add(name, "create")
+        patch.set_label("handled-as", name)
+
+    @swarmop.on.delete("service", labels={"test": marker}, registry=registry, id="gone")
+    def gone(name: str, **_: Any) -> None:
+        calls.add(name, "delete")
+
+    other = unique("idp")
+    other_id = tracker.create_service(other, command=SLEEPER, replicas=0, labels={"test": marker})
+    short = other_id[:8]  # a name that is the start of the other service's ID
+    short_id = tracker.create_service(short, command=SLEEPER, replicas=0, labels={"test": marker})
+    with OperatorRunner(settings, registry=registry):
+        wait_until(
+            lambda: calls.count(other, "create") and calls.count(short, "create"),
+            what="both services created",
+        )
+        docker_api.remove_service(short_id)
+        assert docker_api.inspect_service(short)["ID"] == other_id  # what the operator gets
+        wait_until(lambda: calls.count(short, "delete"), what=f"{short}'s delete handler")
+    assert calls.count(short, "create") == 1
+    assert calls.count(other, "delete") == 0
+    labels = docker_api.inspect_service(other_id)["Spec"]["Labels"]
+    assert labels["handled-as"] == other
+
+
+def test_daemons_follow_when_and_never_hold_up_change_handlers(
+    *, settings: Settings, docker_api: docker.APIClient, tracker: Tracker, calls: Calls
+) -> None:
+    """More sync daemons than handler slots, one of them started only once its
+    when= holds: change handlers still run, and the daemon starts and stops with when=."""
+    marker = unique("m")
+    registry = Registry()
+    slots = 2
+    watching = threading.Event()
+    stopped_watching = threading.Event()
+
+    def hold(stopped: Any, **_: Any) -> None:
+        while not stopped.wait(0.2):
+            pass
+
+    for number in range(slots + 1):
+        swarmop.daemon("service", labels={"test": marker}, registry=registry, id=f"hold-{number}")(
+            hold
+        )
+
+    @swarmop.daemon(
+        "service",
+        labels={"test": marker},
+        when=lambda labels, **_: labels.get("watch") == "yes",
+        registry=registry,
+        id="watch",
+    )
+    def watch(stopped: Any, **_: Any) -> None:
+        watching.set()
+        while not stopped.wait(0.2):
+            pass
+        stopped_watching.set()
+
+    @swarmop.on.update("service", labels={"test": marker}, registry=registry, id="changed")
+    def changed(labels: dict[str, str], **_: Any) -> str:
+        calls.add("changed", labels.get("watch", ""))
+        return f"watch={labels.get('watch')}"
+
+    name = unique("dmn")
+    service_id = tracker.create_service(
+        name, command=SLEEPER, replicas=0, labels={"test": marker, "watch": "no"}
+    )
+    with OperatorRunner(replace(settings, max_workers=slots), registry=registry) as runner:
+        wait_status(runner, name, Outcome.OK)  # handled as created, its daemons started
+        set_label(docker_api, service_id, "watch", "yes")
+        wait_status(runner, name, Outcome.OK, "watch=yes")
+        assert watching.wait(60), "the daemon did not start once its when= held"
+        set_label(docker_api, service_id, "watch", "no")
+        wait_status(runner, name, Outcome.OK, "watch=no")
+        assert stopped_watching.wait(60), "the daemon was not stopped when its when= failed"
+    assert calls.count("changed", "yes") == 1

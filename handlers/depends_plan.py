@@ -1,9 +1,11 @@
 """`swarmop.depends_on`: may this service run yet? (pure)
 
 A service waits until every service it depends on has a running task. A name
-that matches no service, or a chain of dependencies that leads back to the
-service itself, can never be satisfied: those are reported and the operator
-leaves the service alone instead of holding it forever or looping.
+that matches no service yet is waited for like a dependency without a running
+task (a stack's dependent is often created before its database), but reported
+as blocked: only creating that service can lift it. A chain of dependencies
+that leads back to the service itself can never be satisfied: it is reported
+and the operator leaves the service alone instead of holding it forever.
 """
 
 from __future__ import annotations
@@ -18,18 +20,26 @@ from .decision import Status
 class DependencyCheck:
     """`ready` means start (or keep) the service at its desired count.
 
-    `status` is None when ready; pending while waiting for dependencies;
-    blocked for unknown names or a cycle (the operator then does not act).
+    `status` is None when ready; pending while waiting for dependencies that
+    exist; blocked (re-checked) while one does not exist yet (`missing`) and
+    for a cycle. The service is held while `waiting_on` names anything; a
+    cycle waits on nothing and is left alone.
     """
 
     ready: bool
     status: Status | None = None
     waiting_on: tuple[str, ...] = ()
     dependencies: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
 
     @property
     def blocked(self) -> bool:
         return self.status is not None and self.status.outcome == "blocked"
+
+    @property
+    def holds(self) -> bool:
+        """The service is kept from starting (False for a cycle: left alone)."""
+        return not self.ready and bool(self.waiting_on)
 
 
 def find_cycle(start: str, graph: Mapping[str, Sequence[str]]) -> tuple[str, ...] | None:
@@ -72,15 +82,18 @@ def check_dependencies(
     dependencies = tuple(graph.get(service, ()))
     if not dependencies:
         return DependencyCheck(ready=True)
-    unknown = [name for name in dependencies if name not in graph]
-    if unknown:
+    missing = tuple(name for name in dependencies if name not in graph)
+    if missing:
         return DependencyCheck(
             ready=False,
             status=Status.blocked(
-                f"depends_on names no existing service: {', '.join(unknown)}; "
-                "replicas left as they are",
+                f"depends_on names no existing service: {', '.join(missing)}; held at 0 "
+                "replicas until it exists and has a running task",
                 recheck=True,
             ),
+            waiting_on=tuple(name for name in dependencies if running.get(name, 0) < 1),
+            dependencies=dependencies,
+            missing=missing,
         )
     cycle = find_cycle(service, graph)
     if cycle is not None:

@@ -34,6 +34,11 @@ def is_running(task: TaskView) -> bool:
     return task.desired_state == "running" and task.running
 
 
+def _order(spec: Mapping[str, Any], section: str) -> str | None:
+    value = (spec.get(section) or {}).get("Order")
+    return str(value) if value else None
+
+
 def replica_facts(service: ServiceView, tasks: Iterable[TaskView]) -> ReplicaFacts:
     return ReplicaFacts(
         name=service.name,
@@ -42,6 +47,8 @@ def replica_facts(service: ServiceView, tasks: Iterable[TaskView]) -> ReplicaFac
         update_state=service.update_state,
         running_tasks=sum(1 for task in tasks if is_running(task)),
         held_label=service.labels.get(HELD_REPLICAS_LABEL),
+        update_order=_order(service.spec, "UpdateConfig"),
+        rollback_order=_order(service.spec, "RollbackConfig"),
     )
 
 

@@ -6,13 +6,19 @@ difference is drift, restored by one write, unless a rolling update is in
 progress: Swarm is then busy converging a spec someone just wrote, and writing
 into it would fight the rollout. Tasks still starting after a write are
 convergence, reported as pending, never a reason to write again.
+
+A single-writer database is the exception to "never fight": two writers on
+one data set corrupt it, so a count above 1 is brought back to 1 whoever set
+it (Swarm removes the highest slots first: the task that runs stays), and its
+updates and rollbacks are made stop-first so a rollout never starts the new
+task before the old one is gone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from .decision import LogLine, Notes, Status
+from .decision import Level, LogLine, Notes, Status
 from .depends_plan import DependencyCheck
 
 # Bookkeeping label: the replica count a service had when the operator held it
@@ -21,6 +27,7 @@ from .depends_plan import DependencyCheck
 HELD_REPLICAS_LABEL = "swarmop-applied.held-replicas"
 
 ROLLOUT_STATES = frozenset({"updating", "rollback_started", "paused", "rollback_paused"})
+STOP_FIRST = "stop-first"
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,8 @@ class ReplicaFacts:
     update_state: str | None = None
     running_tasks: int = 0
     held_label: str | None = None  # raw value of HELD_REPLICAS_LABEL
+    update_order: str | None = None  # UpdateConfig.Order (None: not set)
+    rollback_order: str | None = None  # RollbackConfig.Order
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,10 @@ class ReplicaIntent:
     # service is new to the operator): a spec that differs is then the user's
     # new wish being applied, not drift.
     desired_changed: bool = False
+    # The operator has not handled this service to the end yet (no last handled
+    # state): tasks it already runs may be the start race depends_on prevents,
+    # not a service that ran and lost a dependency.
+    first_pass: bool = False
     dependencies: DependencyCheck = field(default_factory=lambda: DependencyCheck(ready=True))
 
 
@@ -56,10 +69,16 @@ class ReplicaPlan:
     log: tuple[LogLine, ...] = ()
     set_labels: dict[str, str] = field(default_factory=dict)
     drop_labels: tuple[str, ...] = ()
+    stop_first: bool = False  # set UpdateConfig.Order and RollbackConfig.Order to stop-first
 
     @property
     def writes(self) -> bool:
-        return self.replicas is not None or bool(self.set_labels) or bool(self.drop_labels)
+        return (
+            self.replicas is not None
+            or bool(self.set_labels)
+            or bool(self.drop_labels)
+            or self.stop_first
+        )
 
 
 def parse_held(raw: str | None) -> int | None:
@@ -68,12 +87,62 @@ def parse_held(raw: str | None) -> int | None:
     return int(raw.strip())
 
 
+def needs_stop_first(facts: ReplicaFacts) -> bool:
+    return facts.update_order != STOP_FIRST or facts.rollback_order != STOP_FIRST
+
+
 def plan_replicas(facts: ReplicaFacts, intent: ReplicaIntent) -> ReplicaPlan:
+    plan = _plan_count(facts, intent)
+    if not intent.single_writer_db or facts.mode != "replicated" or not needs_stop_first(facts):
+        return plan
+    note = LogLine(
+        Level.INFO,
+        f"single-writer database {facts.name}: updates and rollbacks set to stop-first "
+        f"(were {facts.update_order or 'unset'}/{facts.rollback_order or 'unset'}), so a "
+        "rolling update never runs two writers",
+    )
+    return replace(plan, stop_first=True, log=(*plan.log, note))
+
+
+def _single_writer_cap(facts: ReplicaFacts, intent: ReplicaIntent) -> ReplicaPlan | None:
+    """A single-writer database asked for, or scaled to, more than one task."""
+    spec = facts.spec_replicas or 0
+    asked = intent.desired is not None and intent.desired > 1
+    if not asked and spec <= 1:
+        return None
+    notes = Notes()
+    write: int | None = None
+    if spec > 1:
+        write = 1 if intent.desired is None or asked else intent.desired
+        notes.warning(
+            f"single-writer database {facts.name} is scaled to {spec} replicas; restoring "
+            f"{write}: two writers on one data set corrupt it (Swarm stops the highest slots, "
+            "the running task stays)"
+        )
+    if asked:
+        status = Status.error(
+            f"refused: single-writer database runs at most 1 task, swarmop.replicas asks "
+            f"for {intent.desired}; set swarmop.db.cluster=true for a cluster database"
+            + (f"; scaled {spec} -> 1" if write is not None else "")
+        )
+    else:
+        status = Status.pending(
+            f"scaling {spec} -> {write} replicas: a single-writer database runs at most 1 task"
+        )
+    return ReplicaPlan(write, status, notes.freeze())
+
+
+def _plan_count(facts: ReplicaFacts, intent: ReplicaIntent) -> ReplicaPlan:
     notes = Notes()
     if intent.desired_error is not None:
         return ReplicaPlan(None, Status.blocked(f"replicas not changed: {intent.desired_error}"))
     deps = intent.dependencies
-    manages = intent.desired is not None or not deps.ready or facts.held_label is not None
+    manages = (
+        intent.desired is not None
+        or not deps.ready
+        or facts.held_label is not None
+        or intent.single_writer_db
+    )
     if not manages:
         return ReplicaPlan(None, Status.ok("replicas not managed (no swarmop.replicas)"))
 
@@ -91,37 +160,40 @@ def plan_replicas(facts: ReplicaFacts, intent: ReplicaIntent) -> ReplicaPlan:
     spec = facts.spec_replicas or 0
 
     if intent.single_writer_db:
-        if intent.desired is not None and intent.desired > 1:
-            return ReplicaPlan(
-                None,
-                Status.error(
-                    f"refused: single-writer database runs at most 1 task, swarmop.replicas asks "
-                    f"for {intent.desired}; set swarmop.db.cluster=true for a cluster database"
-                ),
-            )
-        if spec > 1:
-            return ReplicaPlan(
-                None,
-                Status.error(
-                    f"refused: single-writer database is scaled to {spec} replicas; it must run "
-                    "at most 1 task (the operator does not rewrite it, scale it back to 1)"
-                ),
-            )
+        capped = _single_writer_cap(facts, intent)
+        if capped is not None:
+            return capped
+        if intent.desired is None and deps.ready and facts.held_label is None:
+            # Only the cap is managed here: the count is the user's.
+            return ReplicaPlan(None, Status.ok("single writer: at most 1 task"))
 
-    if deps.blocked:
+    if not deps.ready and not deps.holds:
         assert deps.status is not None
         return ReplicaPlan(None, deps.status)
     held = parse_held(facts.held_label)
-    if not deps.ready and facts.running_tasks > 0 and spec > 0 and held is None:
+    if (
+        not deps.ready
+        and facts.running_tasks > 0
+        and spec > 0
+        and held is None
+        and not intent.first_pass
+    ):
         # The hold prevents a start race; scaling a running service down because a
         # dependency restarts would turn one outage into two.
-        return ReplicaPlan(
-            None,
-            Status.pending(
-                f"{', '.join(deps.waiting_on)} has no running task; {facts.name} already runs "
-                f"{facts.running_tasks} task(s) and is not scaled down"
-            ),
+        waiting = ", ".join(deps.waiting_on)
+        message = (
+            f"{waiting} has no running task; {facts.name} already runs "
+            f"{facts.running_tasks} task(s) and is not scaled down"
         )
+        if deps.missing:
+            return ReplicaPlan(
+                None,
+                Status.blocked(
+                    f"depends_on names no existing service: {', '.join(deps.missing)}; " + message,
+                    recheck=True,
+                ),
+            )
+        return ReplicaPlan(None, Status.pending(message))
 
     set_labels: dict[str, str] = {}
     drop_labels: tuple[str, ...] = ()
@@ -141,6 +213,8 @@ def plan_replicas(facts: ReplicaFacts, intent: ReplicaIntent) -> ReplicaPlan:
         if facts.held_label is not None:
             drop_labels = (HELD_REPLICAS_LABEL,)
         waiting_status = None
+    if intent.single_writer_db:
+        target = min(target, 1)
 
     rollout = facts.update_state in ROLLOUT_STATES
     if spec != target and rollout and deps.ready:

@@ -96,6 +96,7 @@ def plan_service(
             desired_error=f.field_error(desired, "replicas"),
             single_writer_db=single_writer,
             desired_changed=replicas_changed(desired, old),
+            first_pass=old is None,
             dependencies=_dependencies(service, desired, cluster),
         ),
     )
@@ -139,6 +140,7 @@ def service_edit(replica_plan: ReplicaPlan, placement_plan: PlacementPlan | None
         max_replicas=max_replicas,
         set_labels=set_labels,
         drop_labels=tuple(drop_labels),
+        stop_first=replica_plan.stop_first,
     )
 
 

@@ -22,10 +22,12 @@ class ServiceEdit:
     max_replicas: int | None = None
     set_labels: Mapping[str, str] = field(default_factory=dict)
     drop_labels: Sequence[str] = ()
+    stop_first: bool = False  # UpdateConfig.Order and RollbackConfig.Order := stop-first
 
     def __bool__(self) -> bool:
         return (
-            self.replicas is not None
+            self.stop_first
+            or self.replicas is not None
             or self.placement is not None
             or self.max_replicas is not None
             or bool(self.set_labels)
@@ -45,6 +47,11 @@ def edit_service_spec(spec: dict[str, Any], edit: ServiceEdit) -> bool:
         # A service turned global since the plan was made keeps its mode.
         if isinstance(replicated, dict):
             replicated["Replicas"] = int(edit.replicas)
+    if edit.stop_first:
+        for section in ("UpdateConfig", "RollbackConfig"):
+            config = spec.get(section) or {}
+            config["Order"] = "stop-first"
+            spec[section] = config
     task_template = spec.setdefault("TaskTemplate", {})
     if edit.placement is not None or edit.max_replicas is not None:
         placement = task_template.get("Placement") or {}

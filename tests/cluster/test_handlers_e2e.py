@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import consul
@@ -15,6 +16,7 @@ from swarmop.handlers.placement_plan import APPLIED_PLACEMENT_LABEL
 from swarmop.clients.swarm_write import update_node, update_service
 from swarmop.registry import default_registry
 from swarmop.sandbox import SandboxInfo
+from swarmop.sandbox.info import BUSYBOX_IMAGE
 from swarmop.sandbox.testing import Tracker, running_tasks, task_node_hostnames, unique, wait_until
 from swarmop.settings import Settings, resolve_consul, resolve_docker
 from swarmop.status import ObjectStatus, Outcome
@@ -87,6 +89,21 @@ def set_labels(api: docker.APIClient, service_id: str, **labels: str | None) -> 
                 current[name] = value
 
     update_service(api, service_id, change)
+
+
+def timestamp(text: str) -> datetime:
+    """Docker's RFC 3339 time (nanoseconds, trailing zeros trimmed) as a datetime."""
+    head, _, fraction = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{head}.{(fraction + '000000')[:6]}+00:00")
+
+
+def all_tasks(api: docker.APIClient, service_id: str) -> list[dict[str, Any]]:
+    """Every task Swarm keeps for the service, shut down ones included."""
+    return list(api.tasks(filters={"service": service_id}))
+
+
+def node_events(runner: OperatorRunner, hostname: str) -> list[tuple[str, str]]:
+    return [(str(e.level), e.message) for e in runner.snapshot().events if e.object == hostname]
 
 
 def node_id(api: docker.APIClient, hostname: str) -> str:
@@ -281,6 +298,7 @@ def test_placement_change_keeps_task_and_user_constraints(
     wait_until(lambda: len(running_tasks(docker_api, service_id)) == 1, timeout=90, what="db up")
     (task,) = running_tasks(docker_api, service_id)
     assert task_node_hostnames(docker_api, [task]) == ["node-3"]
+    history = {t["ID"] for t in all_tasks(docker_api, service_id)}
     # A constraint the running node still satisfies: Swarm keeps the task.
     set_labels(
         docker_api,
@@ -298,7 +316,17 @@ def test_placement_change_keeps_task_and_user_constraints(
     constraints = spec(docker_api, service_id)["TaskTemplate"]["Placement"]["Constraints"]
     assert "node.role!=manager" in constraints
     wait_status(operator, name, Outcome.OK)
-    assert [t["ID"] for t in running_tasks(docker_api, service_id)] == [task["ID"]]
+    # Swarm would replace the task shortly after the write if it were going
+    # to: watch it for a while (a dozen listings) instead of once.
+    seen: list[list[str]] = []
+
+    def watched() -> bool:
+        seen.append([t["ID"] for t in running_tasks(docker_api, service_id)])
+        return len(seen) >= 12
+
+    wait_until(watched, timeout=60, interval=0.5, what="a dozen listings of the db's tasks")
+    assert all(ids == [task["ID"]] for ids in seen), seen
+    assert {t["ID"] for t in all_tasks(docker_api, service_id)} == history, "a task was replaced"
 
 
 def test_unsatisfiable_placement_is_reported_and_db_not_moved(
@@ -324,6 +352,38 @@ def _tasks_on(api: docker.APIClient, service_id: str, hostname: str) -> int:
     return task_node_hostnames(api, running_tasks(api, service_id)).count(hostname)
 
 
+def drain(via: str, api: docker.APIClient, kv: consul.Consul, prefix: str, node: str) -> None:
+    hostname = api.inspect_node(node)["Description"]["Hostname"]
+    if via == "label":
+        set_node_label(api, node, "swarmop.availability", "drain")
+    else:
+        kv.kv.put(f"{prefix}/nodes/{hostname}/availability", "drain")
+    wait_until(
+        lambda: api.inspect_node(node)["Spec"]["Availability"] == "drain",
+        timeout=60,
+        what=f"{hostname} drained",
+    )
+
+
+def activate(via: str, api: docker.APIClient, kv: consul.Consul, prefix: str, node: str) -> None:
+    """Back to active through the same source, so the tracker's restore is not fought."""
+    hostname = api.inspect_node(node)["Description"]["Hostname"]
+    if via == "label":
+        set_node_label(api, node, "swarmop.availability", "active")
+    else:
+        kv.kv.put(f"{prefix}/nodes/{hostname}/availability", "active")
+    wait_until(
+        lambda: api.inspect_node(node)["Spec"]["Availability"] == "active",
+        timeout=60,
+        what=f"{hostname} active again",
+    )
+
+
+def task_label(service: str, task: dict[str, Any]) -> str:
+    """How the drain log names a task (handlers.availability_plan.NodeTask.label)."""
+    return f"{service}.{task['Slot']} ({task['ID'][:12]})"
+
+
 @pytest.mark.parametrize("via", ["label", "consul"])
 def test_drain_moves_tasks(  # noqa: PLR0917
     via: str,
@@ -335,47 +395,164 @@ def test_drain_moves_tasks(  # noqa: PLR0917
 ) -> None:
     worker = node_id(docker_api, "node-2")
     tracker.node(worker)
-    service_id = tracker.create_service(command=SLEEPER, replicas=3)
-    wait_until(
-        lambda: _tasks_on(docker_api, service_id, "node-2") >= 1,
+    name = unique("drn")
+    service_id = tracker.create_service(name, command=SLEEPER, replicas=3)
+
+    def on_node_2() -> list[dict[str, Any]]:
+        tasks = running_tasks(docker_api, service_id)
+        hosts = task_node_hostnames(docker_api, tasks)
+        return [task for task, host in zip(tasks, hosts, strict=True) if host == "node-2"]
+
+    before = wait_until(
+        lambda: len(running_tasks(docker_api, service_id)) == 3 and on_node_2(),
         timeout=90,
-        what="a task on node-2",
+        what="3 tasks running, one or more on node-2",
     )
-    if via == "label":
-        set_node_label(docker_api, worker, "swarmop.availability", "drain")
-    else:
-        consul_client.kv.put(f"{prefix}/nodes/node-2/availability", "drain")
+    drain(via, docker_api, consul_client, prefix, worker)
     wait_until(
-        lambda: docker_api.inspect_node(worker)["Spec"]["Availability"] == "drain",
-        timeout=60,
-        what="node-2 drained",
-    )
-    wait_until(
-        lambda: (
-            _tasks_on(docker_api, service_id, "node-2") == 0
-            and len(running_tasks(docker_api, service_id)) == 3
-        ),
+        lambda: not on_node_2() and len(running_tasks(docker_api, service_id)) == 3,
         timeout=120,
         what="tasks moved off node-2",
     )
-    events = [e.message for e in operator.snapshot().events if e.object == "node-2"]
-    assert any("moves" in message for message in events), events
-    # Back to active through the same source, so the tracker's restore is not fought.
-    if via == "label":
-        set_node_label(docker_api, worker, "swarmop.availability", "active")
-    else:
-        consul_client.kv.put(f"{prefix}/nodes/node-2/availability", "active")
-    wait_until(
-        lambda: docker_api.inspect_node(worker)["Spec"]["Availability"] == "active",
-        timeout=60,
-        what="node-2 active again",
+    running_now = {t["ID"] for t in running_tasks(docker_api, service_id)}
+    assert running_now.isdisjoint(t["ID"] for t in before), "a drained task still runs"
+    moves = [m for _, m in node_events(operator, "node-2") if "drain of node-2 moves" in m]
+    assert moves, node_events(operator, "node-2")
+    for task in before:
+        assert task_label(name, task) in moves[-1], (task_label(name, task), moves)
+    assert not any("single-writer" in message for _, message in node_events(operator, "node-2")), (
+        "no database ran there"
     )
+    activate(via, docker_api, consul_client, prefix, worker)
+
+
+def test_drain_warns_when_it_moves_a_single_writer_db(
+    docker_api: docker.APIClient,
+    consul_client: consul.Consul,
+    tracker: Tracker,
+    prefix: str,
+    operator: OperatorRunner,
+) -> None:
+    name = unique("ddb")
+    service_id = tracker.create_service(
+        name,
+        command=SLEEPER,
+        replicas=1,
+        labels={"swarmop.role": "db"},
+        constraints=["node.role==worker"],
+    )
+    (task,) = wait_until(
+        lambda: running_tasks(docker_api, service_id),
+        timeout=90,
+        what="the db running on a worker",
+    )
+    (hostname,) = task_node_hostnames(docker_api, [task])
+    node = node_id(docker_api, hostname)
+    tracker.node(node)
+    drain("label", docker_api, consul_client, prefix, node)
+    warnings = wait_until(
+        lambda: [
+            message
+            for level, message in node_events(operator, hostname)
+            if level == "warning" and "single-writer database" in message
+        ],
+        timeout=60,
+        what=f"a warning about {name} in {hostname}'s event log",
+    )
+    assert task_label(name, task) in warnings[0], warnings
+    # It moves to the other worker, and nothing else warns about it there.
+    wait_until(
+        lambda: (
+            (t := running_tasks(docker_api, service_id))
+            and task_node_hostnames(docker_api, t) != [hostname]
+        ),
+        timeout=120,
+        what="the db restarted on the other worker",
+    )
+    activate("label", docker_api, consul_client, prefix, node)
+
+
+def test_replicas_on_a_global_service_is_rejected(
+    docker_api: docker.APIClient, tracker: Tracker, operator: OperatorRunner
+) -> None:
+    name = unique("glob")
+    created = docker_api.create_service(
+        docker.types.TaskTemplate(
+            container_spec=docker.types.ContainerSpec(BUSYBOX_IMAGE, command=SLEEPER)
+        ),
+        name=name,
+        mode=docker.types.ServiceMode("global"),
+        labels={"swarmop.replicas": "3"},
+    )
+    service_id = tracker.service(created["ID"])
+    wait_status(operator, name, Outcome.ERROR, "swarmop.replicas rejected")
+    found = status(operator, name)
+    assert found is not None
+    assert f"{name} is a global service" in found.message
+    assert "only replicated services have a replica count" in found.message
+    mode = spec(docker_api, service_id)["Mode"]
+    assert "Global" in mode and "Replicated" not in mode
+
+
+def test_single_writer_db_scaled_by_hand_is_brought_back_to_one(
+    docker_api: docker.APIClient, tracker: Tracker, operator: OperatorRunner
+) -> None:
+    name = unique("swdb")
+    service_id = tracker.create_service(
+        name, command=SLEEPER, replicas=1, labels={"swarmop.role": "db"}
+    )
+    wait_until(
+        lambda: all(
+            (spec(docker_api, service_id).get(section) or {}).get("Order") == "stop-first"
+            for section in ("UpdateConfig", "RollbackConfig")
+        ),
+        timeout=60,
+        what="updates and rollbacks made stop-first",
+    )
+    (original,) = wait_until(
+        lambda: running_tasks(docker_api, service_id), timeout=90, what="the db running"
+    )
+    wait_status(operator, name, Outcome.OK)
+    version = docker_api.inspect_service(service_id)["Version"]["Index"]
+    # The full spec with only the count changed, as `docker service scale` does.
+    # (docker-py's Service.scale() sends the spec back with the daemon's
+    # defaults filled in, which changes the task template and replaces every
+    # task by itself.)
+    scale_by_hand(docker_api, service_id, 3)
+    wait_until(
+        lambda: (
+            docker_api.inspect_service(service_id)["Version"]["Index"] > version + 1
+            and replicas(docker_api, service_id) == 1
+        ),
+        timeout=60,
+        what="the hand scale to 3 undone",
+    )
+    wait_until(
+        lambda: (
+            len(running_tasks(docker_api, service_id)) == 1
+            and all(
+                t["ID"] == original["ID"] or t["DesiredState"] != "running"
+                for t in all_tasks(docker_api, service_id)
+            )
+        ),
+        timeout=90,
+        what="only the original task left running",
+    )
+    assert [t["ID"] for t in running_tasks(docker_api, service_id)] == [original["ID"]]
+    events = [e for e in operator.snapshot().events if e.object == name]
+    assert any(
+        str(e.level) == "warning" and "scaled to 3" in e.message and "restoring 1" in e.message
+        for e in events
+    ), [e.message for e in events]
+    wait_status(operator, name, Outcome.OK)
 
 
 def test_wordpress_like_stack(
     docker_api: docker.APIClient, tracker: Tracker, operator: OperatorRunner
 ) -> None:
-    """The seed: web x2 depends on db; both created at once, web waits for db."""
+    """The seed's start race: web x2 is created first, depending on a db that does
+    not exist yet. Its tasks may come up before the operator looks; it is held at
+    0 (blocked, re-checked) while db is absent, and released once db runs."""
     net = tracker.create_network()
     db, web = unique("wpdb"), unique("wp")
     web_id = tracker.create_service(
@@ -389,10 +566,39 @@ def test_wordpress_like_stack(
         },
         networks=[net],
     )
+    wait_status(operator, web, Outcome.BLOCKED, f"no existing service: {db}; held at 0")
+    wait_until(
+        lambda: replicas(docker_api, web_id) == 0 and not running_tasks(docker_api, web_id),
+        timeout=90,
+        what="web held at 0 running tasks",
+    )
+    # Held, not merely caught at 0: it stays there through the next re-check.
+    found = status(operator, web)
+    assert found is not None and found.last_run is not None
+    held_since = found.last_run
+    counts: list[int] = []
+
+    def rechecked() -> bool:
+        counts.append(len(running_tasks(docker_api, web_id)) + replicas(docker_api, web_id))
+        again = status(operator, web)
+        return again is not None and (again.last_run or 0) > held_since
+
+    wait_until(rechecked, timeout=90, what="web looked at again while db is absent")
+    assert set(counts) == {0}, counts
+    wait_status(operator, web, Outcome.BLOCKED, f"no existing service: {db}")
+
     db_id = tracker.create_service(
         db, command=SLEEPER, replicas=1, labels={"swarmop.role": "db"}, networks=[net]
     )
-    wait_until(lambda: len(running_tasks(docker_api, db_id)) == 1, timeout=90, what="db runs")
-    wait_until(lambda: len(running_tasks(docker_api, web_id)) == 2, timeout=120, what="web x2")
+    (db_task,) = wait_until(lambda: running_tasks(docker_api, db_id), timeout=90, what="db runs")
+    web_tasks = wait_until(
+        lambda: (t := running_tasks(docker_api, web_id)) and len(t) == 2 and t,
+        timeout=120,
+        what="web x2",
+    )
+    db_running_since = timestamp(db_task["Status"]["Timestamp"])
+    assert all(timestamp(t["CreatedAt"]) > db_running_since for t in web_tasks), (
+        "a web task was started before db ran"
+    )
     wait_status(operator, web, Outcome.OK, f"proxy: {web}.local/ -> 2 task(s)")
     wait_status(operator, web, Outcome.OK, "2/2 replicas running")

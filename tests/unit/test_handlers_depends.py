@@ -36,11 +36,20 @@ def test_names_only_the_missing_dependencies() -> None:
     assert check.waiting_on == ("cache",)
 
 
-def test_unknown_name_is_blocked_not_waited_for() -> None:
-    check = check_dependencies("web", {"web": ("dbb",), "db": ()}, {"db": 1})
+def test_unknown_name_is_blocked_and_held_for() -> None:
+    check = check_dependencies("web", {"web": ("dbb", "db"), "db": ()}, {"db": 1})
     assert not check.ready
-    assert check.blocked
-    assert check.status is not None and "dbb" in check.status.message
+    assert check.blocked and check.holds
+    assert check.status is not None and check.status.recheck
+    assert "no existing service: dbb" in check.status.message
+    assert "held at 0" in check.status.message
+    assert check.missing == ("dbb",)
+    assert check.waiting_on == ("dbb",)
+
+
+def test_a_cycle_holds_nothing() -> None:
+    check = check_dependencies("a", {"a": ("b",), "b": ("a",)}, {})
+    assert check.blocked and not check.holds
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,13 @@ WAITING = DependencyCheck(
 )
 READY_WITH_DB = DependencyCheck(ready=True, dependencies=("db",))
 BLOCKED = DependencyCheck(ready=False, status=Status.blocked("depends_on forms a cycle: a -> a"))
+MISSING = DependencyCheck(
+    ready=False,
+    status=Status.blocked("depends_on names no existing service: db; held at 0", recheck=True),
+    waiting_on=("db",),
+    dependencies=("db",),
+    missing=("db",),
+)
 
 
 def facts(spec: int | None = 2, running: int = 2, **kwargs: object) -> ReplicaFacts:
@@ -114,27 +121,104 @@ def test_invalid_desired_value_blocks_without_write() -> None:
     assert "replicas='x'" in plan.status.message
 
 
+def single_writer(spec: int, running: int, **kwargs: object) -> ReplicaFacts:
+    """A single-writer database whose updates are already stop-first."""
+    return facts(
+        spec=spec, running=running, update_order="stop-first", rollback_order="stop-first", **kwargs
+    )
+
+
 @pytest.mark.parametrize("desired", [2, 3, 10])
 def test_single_writer_db_refuses_more_than_one(desired: int) -> None:
     plan = plan_replicas(
-        facts(spec=1, running=1), ReplicaIntent(desired=desired, single_writer_db=True)
+        single_writer(spec=1, running=1), ReplicaIntent(desired=desired, single_writer_db=True)
     )
     assert not plan.writes
     assert plan.status.outcome is Outcome.ERROR
     assert "at most 1" in plan.status.message
 
 
-def test_single_writer_db_scaled_by_hand_is_reported_not_rewritten() -> None:
-    plan = plan_replicas(facts(spec=3, running=3), ReplicaIntent(desired=1, single_writer_db=True))
-    assert not plan.writes
+@pytest.mark.parametrize("desired", [None, 1])
+def test_single_writer_db_scaled_by_hand_is_brought_back_to_one(desired: int | None) -> None:
+    plan = plan_replicas(
+        single_writer(spec=3, running=3), ReplicaIntent(desired=desired, single_writer_db=True)
+    )
+    assert plan.replicas == 1
+    assert plan.status.outcome is Outcome.PENDING
+    assert "3 -> 1" in plan.status.message and "at most 1 task" in plan.status.message
+    (line,) = plan.log
+    assert line.level is Level.WARNING and "scaled to 3" in line.text
+
+
+def test_single_writer_db_scaled_by_hand_to_desired_zero_goes_to_zero() -> None:
+    plan = plan_replicas(
+        single_writer(spec=2, running=2), ReplicaIntent(desired=0, single_writer_db=True)
+    )
+    assert plan.replicas == 0
+
+
+def test_single_writer_db_asked_and_scaled_above_one_is_refused_and_capped() -> None:
+    plan = plan_replicas(
+        single_writer(spec=3, running=3), ReplicaIntent(desired=3, single_writer_db=True)
+    )
+    assert plan.replicas == 1
     assert plan.status.outcome is Outcome.ERROR
-    assert "scaled to 3" in plan.status.message
+    assert "asks for 3" in plan.status.message and "scaled 3 -> 1" in plan.status.message
+
+
+def test_single_writer_db_is_capped_even_during_a_rollout() -> None:
+    # A rollout is normally left alone; two writers are worse than a spec
+    # write into it.
+    plan = plan_replicas(
+        single_writer(spec=2, running=2, update_state="updating"),
+        ReplicaIntent(desired=1, single_writer_db=True),
+    )
+    assert plan.replicas == 1
+
+
+def test_single_writer_db_released_by_depends_on_gets_at_most_one() -> None:
+    plan = plan_replicas(
+        single_writer(spec=0, running=0, held_label="3"),
+        ReplicaIntent(single_writer_db=True, dependencies=READY_WITH_DB),
+    )
+    assert plan.replicas == 1
+
+
+def test_single_writer_db_without_replicas_at_one_is_left_alone() -> None:
+    plan = plan_replicas(single_writer(spec=1, running=1), ReplicaIntent(single_writer_db=True))
+    assert not plan.writes
+    assert plan.status.outcome is Outcome.OK
+
+
+@pytest.mark.parametrize(
+    ("update", "rollback"),
+    [(None, None), ("start-first", "stop-first"), ("stop-first", "start-first")],
+)
+def test_single_writer_db_updates_are_made_stop_first(
+    update: str | None, rollback: str | None
+) -> None:
+    plan = plan_replicas(
+        facts(spec=1, running=1, update_order=update, rollback_order=rollback),
+        ReplicaIntent(desired=1, single_writer_db=True),
+    )
+    assert plan.stop_first and plan.writes
+    assert plan.replicas is None
+    assert any("stop-first" in line.text for line in plan.log)
+
+
+def test_stop_first_is_not_written_again_or_for_other_services() -> None:
+    assert not plan_replicas(
+        single_writer(spec=1, running=1), ReplicaIntent(desired=1, single_writer_db=True)
+    ).stop_first
+    assert not plan_replicas(
+        facts(spec=1, running=1, update_order="start-first"), ReplicaIntent(desired=1)
+    ).stop_first
 
 
 @pytest.mark.parametrize("desired", [0, 1])
 def test_single_writer_db_may_run_zero_or_one(desired: int) -> None:
     plan = plan_replicas(
-        facts(spec=1, running=1), ReplicaIntent(desired=desired, single_writer_db=True)
+        single_writer(spec=1, running=1), ReplicaIntent(desired=desired, single_writer_db=True)
     )
     assert plan.status.outcome is not Outcome.ERROR
     assert plan.replicas == (None if desired == 1 else 0)
@@ -205,6 +289,41 @@ def test_running_service_is_not_scaled_down_when_a_dependency_stops() -> None:
     assert "not scaled down" in plan.status.message
 
 
+def test_first_pass_holds_tasks_that_started_in_the_race() -> None:
+    # web was created with 2 replicas; its tasks came up before the operator
+    # first handled it, while db was not running: that is the start race.
+    plan = plan_replicas(
+        facts(spec=2, running=2),
+        ReplicaIntent(desired=2, dependencies=WAITING, first_pass=True),
+    )
+    assert plan.replicas == 0
+    assert plan.status.outcome is Outcome.PENDING
+
+
+def test_missing_dependency_holds_a_new_service_at_zero() -> None:
+    plan = plan_replicas(
+        facts(spec=2, running=1),
+        ReplicaIntent(desired=2, dependencies=MISSING, first_pass=True),
+    )
+    assert plan.replicas == 0
+    assert plan.status.outcome is Outcome.BLOCKED and plan.status.recheck
+    assert "no existing service: db" in plan.status.message
+
+
+def test_missing_dependency_keeps_a_held_service_at_zero() -> None:
+    plan = plan_replicas(facts(spec=0, running=0), ReplicaIntent(desired=2, dependencies=MISSING))
+    assert not plan.writes
+    assert plan.status.outcome is Outcome.BLOCKED and plan.status.recheck
+
+
+def test_missing_dependency_does_not_scale_down_a_service_that_ran() -> None:
+    plan = plan_replicas(facts(spec=2, running=2), ReplicaIntent(desired=2, dependencies=MISSING))
+    assert not plan.writes
+    assert plan.status.outcome is Outcome.BLOCKED and plan.status.recheck
+    assert "no existing service: db" in plan.status.message
+    assert "not scaled down" in plan.status.message
+
+
 def test_held_service_stays_held_even_if_a_task_lingers() -> None:
     plan = plan_replicas(
         facts(spec=0, running=1, held_label="2"), ReplicaIntent(dependencies=WAITING)
@@ -213,7 +332,7 @@ def test_held_service_stays_held_even_if_a_task_lingers() -> None:
     assert plan.status.outcome is Outcome.PENDING
 
 
-def test_blocked_dependencies_leave_replicas_alone() -> None:
+def test_a_dependency_cycle_leaves_replicas_alone() -> None:
     plan = plan_replicas(facts(spec=2, running=2), ReplicaIntent(desired=4, dependencies=BLOCKED))
     assert not plan.writes
     assert plan.status.outcome is Outcome.BLOCKED

@@ -104,3 +104,21 @@ def test_bookkeeping_labels_are_not_desired_state_typos() -> None:
         HELD_REPLICAS_LABEL: "2",
     }
     assert merge_desired("service", labels, {}).errors == ()
+
+
+def test_stop_first_sets_both_orders_and_keeps_the_rest_of_the_update_config() -> None:
+    edited = spec()
+    edited["UpdateConfig"] = {"Parallelism": 1, "Order": "start-first", "FailureAction": "pause"}
+    assert edit_service_spec(edited, ServiceEdit(stop_first=True))
+    assert edited["UpdateConfig"] == {
+        "Parallelism": 1,
+        "Order": "stop-first",
+        "FailureAction": "pause",
+    }
+    assert edited["RollbackConfig"] == {"Order": "stop-first"}
+    expected = spec()
+    for name in ("UpdateConfig", "RollbackConfig"):
+        expected[name] = edited[name]
+    assert edited == expected
+    # Already stop-first: nothing to write.
+    assert edit_service_spec(edited, ServiceEdit(stop_first=True)) is False

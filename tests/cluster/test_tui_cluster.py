@@ -22,9 +22,11 @@ from swarmop.tui.connection import resolve_connection
 from swarmop.tui.launch import build_app
 from swarmop.tui.screens import ConfirmAvailabilityScreen, ScaleScreen
 
-from swarmop import status as status_contract
+import swarmop
 from swarmop.sandbox import SandboxInfo
+from swarmop.sandbox.info import BUSYBOX_IMAGE
 from swarmop.sandbox.testing import Tracker, unique
+from swarmop.settings import Settings, resolve_consul, resolve_docker
 
 pytestmark = [pytest.mark.cluster, pytest.mark.anyio]
 SIZE = (170, 40)
@@ -52,6 +54,29 @@ def make_app(
         environ={},
     )
     return build_app(connection, interval=0.5)
+
+
+def one_task_per_node(tracker: Tracker, api: docker.APIClient, name: str, replicas: int) -> str:
+    """A replicated sleeper with at most one task per node (Tracker removes it)."""
+    task = docker.types.TaskTemplate(
+        container_spec=docker.types.ContainerSpec(BUSYBOX_IMAGE, command=["sleep", "3600"]),
+        placement=docker.types.Placement(maxreplicas=1),
+        restart_policy=docker.types.RestartPolicy(condition="any", delay=1_000_000_000),
+    )
+    created = api.create_service(
+        task, name=name, mode=docker.types.ServiceMode("replicated", replicas=replicas)
+    )
+    return tracker.service(str(created["ID"]))
+
+
+def operator_settings(sandbox: SandboxInfo, prefix: str) -> Settings:
+    """An operator under the test's own prefix (its keys, status and event log)."""
+    return Settings(
+        docker=resolve_docker(host=sandbox.manager_docker_host, env={}),
+        consul=resolve_consul(addr=sandbox.consul_http_addr, env={}),
+        prefix=prefix,
+        resync_interval=20.0,
+    )
 
 
 async def eventually(pilot: Any, predicate: Callable[[], T], what: str, limit: float = 60) -> T:
@@ -220,36 +245,44 @@ async def test_read_only_refuses_scale_and_drain(
     assert "swarmop.availability" not in (docker_api.inspect_node(node["ID"])["Spec"]["Labels"])
 
 
-async def test_filter_and_operator_event_in_the_log(
-    sandbox: SandboxInfo, tracker: Tracker, consul_client: consul.Consul, prefix: str
+async def test_filter_and_an_event_of_a_running_operator_in_the_log(
+    sandbox: SandboxInfo, tracker: Tracker, prefix: str
 ) -> None:
-    wanted = tracker.create_service(unique("tui-find"), replicas=0)
+    """The event comes from a real operator: its handler logs, the operator
+    publishes its event log under the prefix, and the TUI shows that line."""
+    from swarmop.registry import Registry  # noqa: PLC0415
+    from swarmop.testing import OperatorRunner  # noqa: PLC0415
+
+    marker = unique("tuimark")
+    wanted_name = unique("tui-find")
+    registry = Registry()
+
+    @swarmop.on.create("service", labels={"tuitest": marker}, registry=registry, id="greet")
+    def greet(name: str, logger: Any, **_: Any) -> None:
+        logger.info(f"greeted by the handler ({marker})")
+
+    wanted = tracker.create_service(wanted_name, replicas=0, labels={"tuitest": marker})
     other = tracker.create_service(unique("tui-other"), replicas=0)
-    event = status_contract.OperatorEvent(
-        time=time.time(),
-        kind="service",
-        object="tui-find",
-        level=status_contract.EventLevel.INFO,
-        message="published by the test",
-    )
-    consul_client.kv.put(status_contract.events_key(prefix), status_contract.encode_events([event]))
-    app = make_app(sandbox, prefix)
-    async with app.run_test(size=SIZE) as pilot:
-        await show_row(pilot, app, "services", wanted)
-        await eventually(pilot, lambda: other in app.table("services").shown, "both services")
-        await pilot.press("slash", *"tui-find", "enter")
-        shown = set(app.table("services").shown)
-        assert wanted in shown and other not in shown
-        await pilot.press("3")
-        table = app.table("events")
-        await eventually(
-            pilot,
-            lambda: any(
-                table.get_row_at(i)[5].plain == "published by the test"
-                for i in range(table.row_count)
-            ),
-            "the operator event in the log",
-        )
+    with OperatorRunner(operator_settings(sandbox, prefix), registry=registry):
+        app = make_app(sandbox, prefix)
+        async with app.run_test(size=SIZE) as pilot:
+            await show_row(pilot, app, "services", wanted)
+            await eventually(pilot, lambda: other in app.table("services").shown, "both services")
+            await pilot.press("slash", *"tui-find", "enter")
+            shown = set(app.table("services").shown)
+            assert wanted in shown and other not in shown
+            await pilot.press("3")
+            table = app.table("events")
+
+            def handler_line() -> tuple[str, ...] | None:
+                for i in range(table.row_count):
+                    row = tuple(cell.plain for cell in table.get_row_at(i))
+                    if row[5] == f"greeted by the handler ({marker})":
+                        return row
+                return None
+
+            row = await eventually(pilot, handler_line, "the operator's event in the log")
+            assert row[1] == "operator" and row[2] == "service" and row[4] == wanted_name
 
 
 async def test_scale_from_the_tui_converges_with_the_operator_running(
@@ -260,20 +293,13 @@ async def test_scale_from_the_tui_converges_with_the_operator_running(
 ) -> None:
     import swarmop.handlers  # noqa: F401, PLC0415 - registers the built-in handlers
 
-    from swarmop.settings import Settings, resolve_consul, resolve_docker  # noqa: PLC0415
     from swarmop.testing import OperatorRunner  # noqa: PLC0415
 
     name = unique("tui-converge")
     service_id = tracker.create_service(
         name, replicas=1, labels={"swarmop.replicas": "1"}, command=["sleep", "3600"]
     )
-    settings = Settings(
-        docker=resolve_docker(host=sandbox.manager_docker_host, env={}),
-        consul=resolve_consul(addr=sandbox.consul_http_addr, env={}),
-        prefix=prefix,
-        resync_interval=20.0,
-    )
-    with OperatorRunner(settings):
+    with OperatorRunner(operator_settings(sandbox, prefix)):
         app = make_app(sandbox, prefix)
         async with app.run_test(size=SIZE) as pilot:
             await show_row(pilot, app, "services", service_id)
@@ -298,41 +324,55 @@ async def test_drain_from_the_tui_moves_tasks_with_the_operator_running(
 ) -> None:
     import swarmop.handlers  # noqa: F401, PLC0415 - registers the built-in handlers
 
-    from swarmop.settings import Settings, resolve_consul, resolve_docker  # noqa: PLC0415
     from swarmop.testing import OperatorRunner  # noqa: PLC0415
 
     node = worker_node(docker_api)
     tracker.node(node["ID"])
     hostname = node["Description"]["Hostname"]
-    service_id = tracker.create_service(unique("tui-move"), replicas=3, command=["sleep", "3600"])
-    settings = Settings(
-        docker=resolve_docker(host=sandbox.manager_docker_host, env={}),
-        consul=resolve_consul(addr=sandbox.consul_http_addr, env={}),
-        prefix=prefix,
-        resync_interval=20.0,
-    )
+    replicas = 3
+    # One task per node at most, on as many nodes as the service has tasks: the
+    # worker certainly runs one, and after the drain the others still have room.
+    service_id = one_task_per_node(tracker, docker_api, unique("tui-move"), replicas)
+    others = {n["ID"] for n in docker_api.nodes() if n["ID"] != node["ID"]}
 
-    def tasks_on_node() -> int:
+    def running_by_node() -> dict[str, int]:
         tasks = docker_api.tasks(filters={"service": service_id, "desired-state": "running"})
-        return sum(1 for t in tasks if t.get("NodeID") == node["ID"])
+        counts: dict[str, int] = {}
+        for task in tasks:
+            if task["Status"]["State"] == "running":
+                counts[task["NodeID"]] = counts.get(task["NodeID"], 0) + 1
+        return counts
 
-    with OperatorRunner(settings):
+    with OperatorRunner(operator_settings(sandbox, prefix)):
         app = make_app(sandbox, prefix)
         async with app.run_test(size=SIZE) as pilot:
             await eventually(
                 pilot,
                 lambda: (
                     app.snapshot.services.get(service_id)
-                    and app.snapshot.services[service_id].running == 3
+                    and app.snapshot.services[service_id].running == replicas
                 ),
-                "3 running tasks",
+                f"{replicas} running tasks",
             )
+            before = running_by_node()
+            assert before.get(node["ID"], 0) >= 1, f"no task on {hostname} to move: {before}"
             await show_row(pilot, app, "nodes", node["ID"])
-            await pilot.press("d", "y")
+            await pilot.press("d")
+            screen = app.screen
+            assert isinstance(screen, ConfirmAvailabilityScreen)
+            assert service_id in {t.service_id for t in screen.impact.moving}
+            await pilot.press("y")
             await eventually(
                 pilot,
                 lambda: cell(app, "nodes", node["ID"], "availability") == "drain",
                 f"{hostname} drained by the operator",
                 limit=90,
             )
-            await eventually(pilot, lambda: tasks_on_node() == 0, "tasks to leave the node", 90)
+            await eventually(
+                pilot, lambda: node["ID"] not in running_by_node(), "tasks to leave the node", 90
+            )
+    # The service still runs elsewhere: every task Swarm could place is running on
+    # the other nodes (one per node, so as many as there are other nodes).
+    after = running_by_node()
+    assert set(after) <= others
+    assert sum(after.values()) == min(replicas, len(others)), after

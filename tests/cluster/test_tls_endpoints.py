@@ -15,7 +15,7 @@ from tls_endpoints import Authority, TLSProxy, make_authority
 from swarmop.clients.consul import ConsulKV, ConsulUnavailable
 from swarmop.clients.docker import DockerReader, make_api
 from swarmop.sandbox import SandboxInfo
-from swarmop.sandbox.testing import Tracker, unique
+from swarmop.sandbox.testing import Tracker, unique, wait_until
 from swarmop.settings import resolve_consul, resolve_docker
 
 pytestmark = pytest.mark.cluster
@@ -147,8 +147,14 @@ def test_docker_tls_verify_uses_the_cert_path(
                 }
             )
         )
-    # ... and a client certificate from another CA by the daemon's side.
-    failures = docker_over_tls.handshake_failures
+    # ... and a client certificate from another CA by the daemon's side. The
+    # proxy counts a failed handshake in its own thread, possibly after the client
+    # has raised, so the count is awaited rather than read at once.
+    failures = wait_until(
+        lambda: docker_over_tls.handshake_failures,
+        timeout=10,
+        what="the proxy to count the refused daemon certificate's aborted handshake",
+    )
     wrong_client = cert_folder(tmp_path, good, other)
     with pytest.raises(docker.errors.DockerException):
         make_api(
@@ -160,4 +166,8 @@ def test_docker_tls_verify_uses_the_cert_path(
                 }
             )
         )
-    assert docker_over_tls.handshake_failures > failures
+    wait_until(
+        lambda: docker_over_tls.handshake_failures > failures,
+        timeout=10,
+        what="the proxy to refuse the client certificate from another CA",
+    )

@@ -5,7 +5,13 @@ touched, so a stray instance never writes elsewhere:
 
 - `hatest.want=V` is copied to `hatest.applied=V` (a desired change the leader applies);
 - `hatest.tick=on` makes a timer bump `hatest.ticks` every 0.5 s, so the leader
-  writes continuously and a paused-then-resumed leader tries to write at once.
+  writes continuously and a paused-then-resumed leader tries to write at once;
+- `hatest.slow=V` starts a pass that logs `hatest.slow: holding`, waits
+  HOLD seconds between reading the service and writing it, then sets
+  `hatest.slow.by=<pid>` (a value only this process writes, so the write is
+  never a no-op): a leader paused during the hold resumes in the middle of a
+  pass that has passed the gate's pass check and must still be refused at the
+  write.
 
 Every write goes through `patch`, so the write gate logs it (logger
 `swarmop.ha.writes`) with the instance, session, lock index and version.
@@ -13,12 +19,17 @@ Every write goes through `patch`, so the write gate logs it (logger
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from typing import Any
 
 import swarmop
 
 RUN = os.environ.get("HATEST_RUN", "unset")
+HOLD = 5.0
+"""Seconds the `hatest.slow` pass holds before writing."""
+test_log = logging.getLogger("hatest")
 
 
 @swarmop.on.field(
@@ -40,3 +51,12 @@ def tick(labels: Any, patch: Any, **_: Any) -> None:
     except ValueError:
         count = 0
     patch.set_label("hatest.ticks", str(count + 1))
+
+
+@swarmop.on.field(
+    "service", field="spec.Labels.hatest.slow", labels={"hatest": RUN}, id="hatest.slow"
+)
+def slow_write(patch: Any, **_: Any) -> None:
+    test_log.info("hatest.slow: holding")
+    time.sleep(HOLD)
+    patch.set_label("hatest.slow.by", str(os.getpid()))

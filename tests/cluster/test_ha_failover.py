@@ -24,6 +24,7 @@ from ha_operators import (
     SETTINGS,
     TAKEOVER_BOUND,
     Operators,
+    WriteRecord,
     assert_no_overlap,
     labels_of,
     operators,
@@ -115,6 +116,15 @@ def test_a_leader_paused_past_its_ttl_has_its_writes_refused_after_resuming(
         what="the leader's timer to write",
     )
     paused = operators.processes[first]
+    # A desired change whose pass is under way when the pause comes: it read the
+    # service and checked the gate, and holds (HOLD s) before writing. Resumed,
+    # the pass goes on to its write whatever the election loop does meanwhile.
+    set_label(docker_api, service, "hatest.slow", "go")
+    wait_until(
+        lambda: "hatest.slow: holding" in paused.log.read_text(errors="replace"),
+        timeout=30,
+        what="the leader to start the slow pass",
+    )
     paused.signal(signal.SIGSTOP)
     paused_at = datetime.now()
     second = operators.wait_leader(wait_until, timeout=TAKEOVER_BOUND, other_than=first)
@@ -126,8 +136,17 @@ def test_a_leader_paused_past_its_ttl_has_its_writes_refused_after_resuming(
     )
     paused.signal(signal.SIGCONT)
     resumed_at = datetime.now()
-    # The resumed instance's timer and publisher fire at once (refused by the gate),
-    # and its election loop notices the lost session and demotes it.
+
+    def refused_after_resume() -> list[WriteRecord]:
+        return [
+            w
+            for w in paused.writes()
+            if not w.allowed and w.time >= resumed_at and f"object={service}" in w.what
+        ]
+
+    refused = wait_until(
+        refused_after_resume, timeout=SETTINGS.ttl, what="the resumed leader's write, refused"
+    )
     wait_until(
         lambda: "no longer the leader" in paused.log.read_text(errors="replace"),
         timeout=SETTINGS.ttl,
@@ -135,12 +154,19 @@ def test_a_leader_paused_past_its_ttl_has_its_writes_refused_after_resuming(
     )
     time.sleep(2)  # a few more timer rounds, all of which must be refused or skipped
     assert operators.leader() == second
-    old_writes_after = [
+    allowed_after = [
         w for w in paused.writes() if w.allowed and w.time >= paused_at and "object=" in w.what
     ]
-    assert old_writes_after == [], "the deposed leader wrote to the swarm after its pause"
-    refused = [w for w in paused.writes() if not w.allowed and w.time >= resumed_at]
-    print(f"resumed leader: {len(refused)} writes refused, 0 allowed")
+    assert allowed_after == [], "the deposed leader wrote to the swarm after its pause"
+    # The new leader ran the slow pass too and its value stands.
+    new_pid = str(operators.processes[second].popen.pid)
+    wait_until(
+        lambda: labels_of(docker_api, service).get("hatest.slow.by") == new_pid,
+        timeout=30,
+        what="the new leader's slow write",
+    )
+    print(f"resumed leader: {len(refused_after_resume())} Swarm writes refused, 0 allowed")
+    assert refused
     assert_no_overlap(operators.all_writes())
 
 

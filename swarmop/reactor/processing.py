@@ -11,6 +11,7 @@ from typing import Any
 from swarmop.desired import DesiredState
 from swarmop.errors import BlockedError, PermanentError, TemporaryError
 from swarmop.filters import match_labels, match_value, resolve_field
+from swarmop.ha.gate import NotLeaderError
 from swarmop.planning.diff import diff
 from swarmop.planning.essence import digest, essence
 from swarmop.planning.progress import (
@@ -391,8 +392,18 @@ def _after_temporary(
     progress: HandlerProgress,
     error: TemporaryError,
 ) -> HandlerProgress:
-    retries = progress.retries + 1
     message = str(error) or type(error).__name__
+    if isinstance(error, NotLeaderError):
+        # The write was refused because this instance stopped leading: not the
+        # handler's failure, so it uses up none of its retries (the new leader
+        # takes the object over).
+        return HandlerProgress(
+            progress.started,
+            progress.retries,
+            delayed_until=time.time() + error.delay,
+            message=message,
+        )
+    retries = progress.retries + 1
     given_up = _given_up(
         ctx,
         kind=kind,

@@ -13,6 +13,7 @@ import anyio.to_thread
 import pytest
 
 import swarmop
+from swarmop.ha.gate import NotLeaderError
 from swarmop.reactor import processing
 from swarmop.reactor.board import StatusBoard
 from swarmop.reactor.context import Cluster, Context
@@ -267,14 +268,14 @@ def test_cluster_lookups_return_only_the_object_named() -> None:
 # --- TemporaryError against retries= and timeout= ------------------------
 
 
-def failing_service(**decorator: Any) -> tuple[Context, Counter]:
+def failing_service(error: Exception | None = None, **decorator: Any) -> tuple[Context, Counter]:
     registry = Registry()
     attempts = Counter()
 
     @swarmop.on.create("service", registry=registry, id="converge", **decorator)
     def converge(**_: Any) -> None:
         attempts.add()
-        raise swarmop.TemporaryError("not converged yet", delay=0)
+        raise error or swarmop.TemporaryError("not converged yet", delay=0)
 
     docker = MemoryDocker()
     docker.add_service("svc1", "web")
@@ -314,4 +315,17 @@ def test_temporary_errors_stop_at_the_timeout(monkeypatch: pytest.MonkeyPatch) -
     status = ctx.board.get(key)
     assert status is not None and status.outcome is Outcome.ERROR
     assert status.message == "timed out: not converged yet"
+    assert int(attempts) == 3
+
+
+def test_a_write_refused_for_lost_leadership_uses_up_no_retries() -> None:
+    refused = NotLeaderError()
+    refused.delay = 0
+    ctx, attempts = failing_service(refused, retries=0)
+    key = ("service", "web")
+    for _ in range(3):
+        anyio.run(process, ctx, key, [])
+    status = ctx.board.get(key)
+    assert status is not None and status.outcome is Outcome.PENDING, status
+    assert status.retries == 0
     assert int(attempts) == 3

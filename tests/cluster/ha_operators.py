@@ -127,17 +127,18 @@ class Operators:
         *,
         handlers: Sequence[str | Path] = (HANDLERS,),
         extra_args: Sequence[str] = (),
+        consul: bool = True,
     ) -> OperatorProcess:
         """`extra_env` may point this instance elsewhere (a fault proxy); `handlers`
         (FILE and `-m MODULE` arguments) and `extra_args` let other tests run their
-        own modules (with `--no-ha`, say)."""
+        own modules (with `--no-ha`, say); `consul=False` runs it without Consul."""
         log = self.tmp / f"{instance}.log"
         env = dict(os.environ)
-        env.update(
-            DOCKER_HOST=self.sandbox.manager_docker_host,
-            CONSUL_HTTP_ADDR=self.sandbox.consul_http_addr,
-            HATEST_RUN=self.run_id,
-        )
+        env.update(DOCKER_HOST=self.sandbox.manager_docker_host, HATEST_RUN=self.run_id)
+        if consul:
+            env["CONSUL_HTTP_ADDR"] = self.sandbox.consul_http_addr
+        else:
+            env.pop("CONSUL_HTTP_ADDR", None)
         env.update(extra_env or {})  # may point this instance elsewhere (a fault proxy)
         env.pop("CONSUL_HTTP_TOKEN", None)
         with log.open("wb") as out:

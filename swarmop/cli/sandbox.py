@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from swarmop.sandbox import DEFAULT_NAME, Sandbox, SandboxError, all_sandbox_names
-from swarmop.sandbox.report import describe_not_up, status_lines
+from swarmop.sandbox.report import degraded_remedy, describe_not_up, status_lines
 
 NAME_ENV = "SWARMOP_SANDBOX"
 
@@ -57,6 +57,15 @@ def _env(args: argparse.Namespace) -> int:
     if info is None:
         print(f"swarmop sandbox: {describe_not_up(sandbox)}", file=sys.stderr)
         return 1
+    problems = sandbox.problems()
+    if problems:
+        # stderr, so `eval "$(swarmop sandbox env)"` still works on a sandbox
+        # with a node stopped on purpose.
+        print(
+            f"swarmop sandbox: warning: sandbox {info.name!r} is degraded "
+            f"({'; '.join(problems)}): {degraded_remedy(info.name)}",
+            file=sys.stderr,
+        )
     print(f"export DOCKER_HOST={info.manager_docker_host}")
     print(f"export CONSUL_HTTP_ADDR={info.consul_http_addr}")
     print(f"export {NAME_ENV}={info.name}")

@@ -31,6 +31,15 @@ def not_up_message(name: str, found: Leftovers, busy: bool) -> str:
     )
 
 
+def degraded_remedy(name: str) -> str:
+    """For a sandbox on record as up whose daemons do not all answer: a node stopped
+    on purpose, or the remains of a killed `down`."""
+    return (
+        f"`swarmop sandbox up --name {name}` builds it again; "
+        f"`swarmop sandbox down --name {name}` removes it"
+    )
+
+
 def describe_not_up(sandbox: Sandbox) -> str:
     busy_before = sandbox.busy()
     found = sandbox.leftovers()
@@ -104,6 +113,8 @@ def status_lines(sandbox: Sandbox) -> tuple[list[str], bool]:
         f"  DOCKER_HOST={info.manager_docker_host}",
     ]
     lines += [f"  problem: {problem}" for problem in problems]
+    if problems:
+        lines.append(f"  {degraded_remedy(info.name)}")
     try:
         lines += _node_lines(info)
     except Exception as error:  # the manager may be the stopped node

@@ -1,5 +1,5 @@
-"""An `up` killed half way leaves daemons, namespaces and mounts behind: `status`
-and `env` must say so and point at `down`, which removes them all.
+"""An `up` or `down` killed half way leaves daemons, namespaces and mounts behind:
+`status` and `env` must say so and point at `down`, which removes them all.
 
 Runs on a sandbox of its own (`<session sandbox>-crash`); it checks only what
 carries that name, so other sandboxes on the machine do not disturb it.
@@ -7,6 +7,8 @@ carries that name, so other sandboxes on the machine do not disturb it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -95,3 +97,51 @@ def test_status_and_env_name_the_leftovers_of_a_killed_up_and_down_removes_them(
     assert status.stdout.strip() == (
         f"sandbox {crashed.name!r} is down (run `swarmop sandbox up --name {crashed.name}`)"
     )
+
+
+def test_a_killed_down_is_reported_degraded_and_a_second_down_finishes_it(
+    side_sandbox: Callable[[str], Sandbox],
+) -> None:
+    crashed = side_sandbox("crash")
+    info = crashed.up(nodes=3)
+    manager_pid = crashed.dockerd_pid("node-1")
+    stuck_pid = crashed.dockerd_pid("node-2")
+    assert manager_pid and stuck_pid
+    # A stopped daemon ignores down's SIGTERM until down's patience runs out
+    # (20 s): the kill lands while down is waiting for it, the other daemons gone.
+    os.kill(stuck_pid, signal.SIGSTOP)
+    try:
+        down = subprocess.Popen(
+            [sys.executable, "-m", "swarmop", "sandbox", "down", "--name", crashed.name],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_until(
+                lambda: not is_alive(manager_pid), timeout=60, what="down to stop node-1's dockerd"
+            )
+            assert down.poll() is None, "down finished although node-2's dockerd was stopped"
+        finally:
+            down.send_signal(signal.SIGKILL)
+            down.wait(timeout=30)
+        assert is_alive(stuck_pid)
+
+        status = run_swarmop("sandbox", "status", "--name", crashed.name)
+        assert status.returncode == 1
+        assert status.stdout.startswith(f"sandbox {crashed.name!r}: DEGRADED"), status.stdout
+        assert "problem: dockerd of node-1 is not running" in status.stdout
+        remedy = f"`swarmop sandbox down --name {crashed.name}` removes it"
+        assert remedy in status.stdout
+
+        env = run_swarmop("sandbox", "env", "--name", crashed.name)
+        assert env.returncode == 0, env.stderr
+        assert f"export DOCKER_HOST={info.manager_docker_host}" in env.stdout.splitlines()
+        assert f"sandbox {crashed.name!r} is degraded" in env.stderr
+        assert remedy in env.stderr
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stuck_pid, signal.SIGCONT)  # it then exits on the SIGTERM it holds
+
+    finished = run_swarmop("sandbox", "down", "--name", crashed.name)
+    assert finished.returncode == 0, finished.stderr
+    assert not crashed.leftovers(), crashed.leftovers()

@@ -13,7 +13,12 @@ from swarmop import __version__
 # Each subcommand lives in its own module exposing `register(subparsers)`; the
 # module is imported here by name so one broken or slow subcommand (e.g. the TUI
 # pulling in Textual) costs nothing to the others until it is chosen.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("swarmop.cli.run", "swarmop.cli.sandbox", "swarmop.cli.tui")
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "swarmop.cli.run",
+    "swarmop.cli.sandbox",
+    "swarmop.cli.tui",
+    "swarmop.cli.images",
+)
 
 
 class _Registrar(Protocol):

@@ -64,9 +64,16 @@ def publish_config(
 
 @dataclass(frozen=True)
 class AgentStatus:
-    """One nginx task's report: `state` is 'ok' or 'error'; `hash` the config
-    it last tried; `live_hash` the config it serves; `message` nginx -t output
-    on error; `time` when it reported (ISO 8601, UTC)."""
+    """One nginx task's report (the JSON the agent writes; see docs/proxy.md).
+
+    `state` is 'ok' or 'error'; `hash` the config it last tried; `live_hash`
+    the config it serves; `message` nginx's output on error; `time` when it
+    last reported (ISO 8601, UTC; the agent reports again at least every
+    heartbeat while idle). `reload` is the last reload's result ('ok',
+    'error', '' before the first) at `reload_time`; `changed_time` is when the
+    live config last changed, and `added`/`removed`/`changed` are the server
+    names that change added, removed or altered.
+    """
 
     task_host: str
     state: str
@@ -74,10 +81,22 @@ class AgentStatus:
     live_hash: str
     time: str
     message: str
+    reload: str = ""
+    reload_time: str = ""
+    changed_time: str = ""
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.state == "ok"
+
+
+def _names(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(str(item) for item in value if isinstance(item, str | int))
 
 
 def parse_agent_status(task_host: str, raw: bytes | str) -> AgentStatus:
@@ -96,6 +115,12 @@ def parse_agent_status(task_host: str, raw: bytes | str) -> AgentStatus:
         live_hash=str(data.get("live_hash", "")),
         time=str(data.get("time", "")),
         message=str(data.get("message", "")),
+        reload=str(data.get("reload", "")),
+        reload_time=str(data.get("reload_time", "")),
+        changed_time=str(data.get("changed_time", "")),
+        added=_names(data.get("added")),
+        removed=_names(data.get("removed")),
+        changed=_names(data.get("changed")),
     )
 
 

@@ -124,6 +124,11 @@ def test_agent_on_a_worker_applies_published_config_and_keeps_last_good(
         what="the agent reporting the config live",
     )
     assert len(status) == 1
+    (first,) = status.values()
+    # What the TUI shows: the reload's result and time, and what the change did.
+    assert first.reload == "ok" and first.reload_time
+    assert first.changed_time and first.added == ("test.local",)
+    assert first.removed == () and first.changed == ()
 
     # A broken config written straight to the key: nginx -t refuses it in the
     # proxy, the good config stays live, and the failure is reported.
@@ -143,6 +148,9 @@ def test_agent_on_a_worker_applies_published_config_and_keeps_last_good(
     assert "bogus_directive" in report.message
     assert report.live_hash == plan.config_hash
     assert " 200 " in get().splitlines()[0]
+    # Nothing was reloaded or changed: the last reload and change are still the first.
+    assert (report.reload, report.reload_time) == ("ok", first.reload_time)
+    assert (report.changed_time, report.added) == (first.changed_time, ("test.local",))
 
     # And the next good config goes live again.
     more = plan_proxy(
@@ -165,6 +173,44 @@ def test_agent_on_a_worker_applies_published_config_and_keeps_last_good(
         what="503 for a virtual host with no running task",
     )
     assert " 200 " in get().splitlines()[0]
+    (second,) = wait_until(
+        lambda: [
+            item
+            for item in read_agent_status(
+                consul_client, prefix=prefix, proxy_service=proxy_name
+            ).values()
+            if item.ok and item.live_hash == more.config_hash
+        ],
+        timeout=60,
+        what="the agent reporting the two-host config live",
+    )
+    assert (second.added, second.removed, second.changed) == (("two.local",), (), ())
+
+    # Scaling web to one task changes test.local's upstream: a changed host.
+    one = plan_proxy(
+        [
+            ProxyServiceInput("web", desired, {network: addresses[:1]}),
+            ProxyServiceInput(
+                "web2",
+                merge_desired("service", {"swarmop.proxy.host": "two.local"}, {}),
+                {network: []},
+            ),
+        ]
+    )
+    publish_config(consul_client, prefix=prefix, proxy_service=proxy_name, config=one.config)
+    (third,) = wait_until(
+        lambda: [
+            item
+            for item in read_agent_status(
+                consul_client, prefix=prefix, proxy_service=proxy_name
+            ).values()
+            if item.ok and item.live_hash == one.config_hash
+        ],
+        timeout=60,
+        what="the agent reporting the one-upstream config live",
+    )
+    assert (third.added, third.removed, third.changed) == ((), (), ("test.local",))
+    publish_config(consul_client, prefix=prefix, proxy_service=proxy_name, config=more.config)
 
     # A burst of 100 configs in about a second: the agent's rate-limited watch
     # applies only a handful of them, and the last one ends up live.

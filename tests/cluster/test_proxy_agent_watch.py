@@ -23,7 +23,7 @@ import consul
 import pytest
 from consul_fault_proxy import FaultProxy, Seen
 
-from swarmop.proxy import config_hash, proxy_keys, read_agent_status
+from swarmop.proxy import AgentStatus, config_hash, proxy_keys, read_agent_status
 from swarmop.proxy.nginx_check import DEFAULT_NGINX, default_user, main_config
 from swarmop.sandbox import SandboxInfo
 from swarmop.sandbox.testing import Tracker, unique, wait_until
@@ -247,6 +247,68 @@ def test_a_torn_write_and_a_config_nginx_refuses_never_reach_nginx(
         )
         assert _get(port, "torn.test") == (200, b"second")
         assert (conf_dir / "swarmop.conf").read_text() == second
+    finally:
+        os.killpg(agent.pid, signal.SIGTERM)
+        agent.wait(timeout=10)
+
+
+def test_an_idle_agent_reports_again_every_heartbeat_without_reloading(
+    sandbox: SandboxInfo,
+    consul_client: consul.Consul,
+    tracker: Tracker,
+    local_nginx: tuple[Path, int],
+    tmp_path: Path,
+) -> None:
+    """The operator tells a quiet agent from a gone one by its report's time: an
+    idle agent writes its last report again every SWARMOP_HEARTBEAT seconds,
+    refused configs included, and does not reload nginx for it."""
+    prefix_dir, port = local_nginx
+    kv_prefix = tracker.consul_prefix(unique("swarmop-agent-beat"))
+    service = "edge"
+    key = proxy_keys(kv_prefix, service)["config"]
+    consul_addr = sandbox.consul_http_addr.removeprefix("http://")
+    env = agent_env(consul_addr, kv_prefix, service, prefix_dir, tmp_path)
+    env.update(SWARMOP_WAIT="2s", SWARMOP_HEARTBEAT="2")
+    agent = subprocess.Popen(
+        ["busybox", "sh", str(AGENT)], env=env, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+
+    def report() -> AgentStatus:
+        (found,) = read_agent_status(
+            consul_client, prefix=kv_prefix, proxy_service=service
+        ).values()
+        return found
+
+    try:
+        good = f"server {{ listen 127.0.0.1:{port}; server_name beat.test; return 200; }}\n"
+        consul_client.kv.put(key, good)
+        wait_until(lambda: _live(consul_client, kv_prefix, service, good), what="good live")
+        first = report()
+        assert first.reload == "ok" and first.added == ("beat.test",)
+        beat = wait_until(
+            lambda: (r := report()).time != first.time and r,
+            timeout=30,
+            what="a heartbeat with a newer time",
+        )
+        assert (beat.state, beat.live_hash) == ("ok", first.live_hash)
+        assert (beat.reload_time, beat.changed_time) == (first.reload_time, first.changed_time)
+
+        broken = good.replace("return 200", "retrun 200")
+        consul_client.kv.put(key, broken)
+        refused = wait_until(
+            lambda: (r := report()).state == "error" and r, what="the refusal reported"
+        )
+        again = wait_until(
+            lambda: (r := report()).time != refused.time and r,
+            timeout=30,
+            what="the refusal reported again",
+        )
+        assert (again.state, again.hash, again.message) == (
+            "error",
+            config_hash(broken),
+            refused.message,
+        )
+        assert again.reload_time == first.reload_time
     finally:
         os.killpg(agent.pid, signal.SIGTERM)
         agent.wait(timeout=10)

@@ -4,8 +4,11 @@
 # Watches the Consul key <prefix>/proxy/<service>/config with blocking queries,
 # tests every new config with `nginx -t` inside the full nginx config, moves it
 # into place atomically and reloads nginx. The outcome goes to
-# <prefix>/proxy/<service>/status/<agent-name>. A config that fails the test is
-# never moved into place: the last good one stays live.
+# <prefix>/proxy/<service>/status/<agent-name>, with the last reload's result
+# and time and what the last change of the live config did (server names
+# added, removed, changed); it is written again every heartbeat while idle, so
+# the operator can tell a quiet agent from a gone one. A config that fails the
+# test is never moved into place: the last good one stays live.
 #
 # POSIX sh and busybox only. HTTP goes through `nc` (busybox wget crashes in
 # these containers); the token travels in a header, never in a URL.
@@ -18,6 +21,7 @@
 #   SWARMOP_AGENT_NAME      status key name (default: the container's host name)
 #   SWARMOP_WAIT            blocking query wait (default 55s)
 #   SWARMOP_MIN_INTERVAL    seconds between two queries, the rate limit (default 1)
+#   SWARMOP_HEARTBEAT       seconds after which an idle agent reports again (default 50)
 #   SWARMOP_NGINX, SWARMOP_NGINX_CONF, SWARMOP_CONF_DIR, SWARMOP_CONF_NAME,
 #   SWARMOP_RUN_DIR         paths, defaults for the swarmop nginx image
 
@@ -33,6 +37,7 @@ PREFIX="${SWARMOP_PREFIX:-swarmop}"
 AGENT_NAME="${SWARMOP_AGENT_NAME:-$(hostname)}"
 WAIT="${SWARMOP_WAIT:-55s}"
 MIN_INTERVAL="${SWARMOP_MIN_INTERVAL:-1}"
+HEARTBEAT="${SWARMOP_HEARTBEAT:-50}"
 NGINX="${SWARMOP_NGINX:-/usr/sbin/nginx}"
 NGINX_CONF="${SWARMOP_NGINX_CONF:-/etc/nginx/nginx.conf}"
 CONF_DIR="${SWARMOP_CONF_DIR:-/etc/nginx/conf.d}"
@@ -47,6 +52,9 @@ safe() {
     esac
     return 0
 }
+case "$HEARTBEAT" in
+    "" | *[!0-9]*) log "refusing to start: SWARMOP_HEARTBEAT must be whole seconds (got '$HEARTBEAT')"; exit 2 ;;
+esac
 for value in "$CONSUL" "$SERVICE" "$PREFIX" "$AGENT_NAME" "$WAIT"; do
     if ! safe "$value"; then
         log "refusing to start: CONSUL_HTTP_ADDR, SWARMOP_PROXY_SERVICE, SWARMOP_PREFIX," \
@@ -121,19 +129,112 @@ file_hash() {
     if [ -s "$1" ]; then sha256sum < "$1" | cut -d' ' -f1; else sha256sum < /dev/null | cut -d' ' -f1; fi
 }
 
+now_iso() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+
+# Server names of a config file, each with a signature: its server block and the
+# upstream blocks it proxies to, so a changed upstream changes the host too.
+# Names keep only the characters a server name may have (nothing else reaches
+# the JSON); blocks are found by brace depth, comments dropped.
+host_signatures() {
+    [ -s "$1" ] || return 0
+    awk '
+        {
+            line = $0
+            sub(/#.*/, "", line)
+            opens = gsub(/\{/, "{", line)
+            closes = gsub(/\}/, "}", line)
+            if (depth == 0 && opens > 0) {
+                head = line
+                sub(/\{.*/, "", head)
+                split(head, words, " ")
+                kind = words[1]; name = words[2]; text = ""; names = ""; refs = ""
+            }
+            if (depth > 0 || opens > 0) text = text line "\036"
+            if (kind == "server" && match(line, /(^|[{;])[ \t]*server_name[ \t][^;]*/)) {
+                value = substr(line, RSTART, RLENGTH)
+                sub(/.*server_name[ \t]/, "", value)
+                names = names " " value
+            }
+            if (kind == "server" && match(line, /proxy_pass[ \t]+[a-z]+:\/\/[A-Za-z0-9_.-]+/)) {
+                target = substr(line, RSTART, RLENGTH)
+                sub(/.*:\/\//, "", target)
+                refs = refs " " target
+            }
+            depth += opens - closes
+            if (depth <= 0 && (opens > 0 || closes > 0) && kind != "") {
+                depth = 0
+                if (kind == "upstream") upstream[name] = text
+                if (kind == "server") { count++; server_text[count] = text; server_names[count] = names; server_refs[count] = refs }
+                kind = ""
+            }
+        }
+        END {
+            for (i = 1; i <= count; i++) {
+                signature = server_text[i]
+                n = split(server_refs[i], targets, " ")
+                for (j = 1; j <= n; j++) signature = signature "|" upstream[targets[j]]
+                n = split(server_names[i], hosts, " ")
+                for (j = 1; j <= n; j++) {
+                    host = hosts[j]
+                    gsub(/[^A-Za-z0-9.*_-]/, "", host)
+                    if (host != "") sig[host] = sig[host] signature
+                }
+            }
+            for (host in sig) print host "\t" sig[host]
+        }
+    ' "$1"
+}
+
+# change_summary OLD NEW: the JSON members saying what moving NEW over OLD changed.
+change_summary() {
+    host_signatures "$1" > "$RUN_DIR/hosts.old"
+    host_signatures "$2" > "$RUN_DIR/hosts.new"
+    awk -F '\t' -v time="$(now_iso)" -v old="$RUN_DIR/hosts.old" '
+        FILENAME == old { before[$1] = $2; next }
+        { after[$1] = $2 }
+        function add(list, name) { return list (list == "" ? "" : ",") "\"" name "\"" }
+        END {
+            for (host in after) {
+                if (!(host in before)) added = add(added, host)
+                else if (before[host] != after[host]) changed = add(changed, host)
+            }
+            for (host in before) if (!(host in after)) removed = add(removed, host)
+            printf "\"changed_time\":\"%s\",\"added\":[%s],\"removed\":[%s],\"changed\":[%s]", time, added, removed, changed
+        }
+    ' "$RUN_DIR/hosts.old" "$RUN_DIR/hosts.new"
+}
+
 # report STATE HASH MESSAGE_FILE
 report() {
+    reload_result="" reload_time=""
+    [ -s "$RUN_DIR/last_reload" ] && read -r reload_result reload_time < "$RUN_DIR/last_reload"
     {
-        printf '{"state":"%s","hash":"%s","live_hash":"%s","time":"%s","agent":"%s","message":"' \
-            "$1" "$2" "$LIVE_HASH" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$AGENT_NAME"
+        printf '{"state":"%s","hash":"%s","live_hash":"%s","time":"%s","agent":"%s",' \
+            "$1" "$2" "$LIVE_HASH" "$(now_iso)" "$AGENT_NAME"
+        printf '"reload":"%s","reload_time":"%s",' "$reload_result" "$reload_time"
+        if [ -s "$RUN_DIR/last_change" ]; then
+            cat "$RUN_DIR/last_change"
+        else
+            printf '"changed_time":"","added":[],"removed":[],"changed":[]'
+        fi
+        printf ',"message":"'
         json_string "$3"
         printf '"}'
     } > "$RUN_DIR/status.json"
+    [ "$3" = "$RUN_DIR/last_message" ] || cp "$3" "$RUN_DIR/last_message"
+    LAST_STATE="$1" LAST_HASH="$2" LAST_REPORT="$(date +%s)"
     if http PUT "/v1/kv/$STATUS_KEY" "$RUN_DIR/status.json" && [ "$HTTP_STATUS" = 200 ]; then
         REPORTED="$1:$2"
     else
         log "could not write status to $STATUS_KEY"
     fi
+}
+
+# The last report again, with a fresh time, once HEARTBEAT seconds have passed.
+heartbeat() {
+    [ -n "$LAST_STATE" ] || return 0
+    [ $(($(date +%s) - LAST_REPORT)) -ge "$HEARTBEAT" ] || return 0
+    report "$LAST_STATE" "$LAST_HASH" "$RUN_DIR/last_message"
 }
 
 # nginx -t on the whole nginx config with the candidate in place of the live file.
@@ -170,6 +271,7 @@ apply() {
         report error "$hash" "$RUN_DIR/test.out"
         return
     fi
+    summary="$(change_summary "$LIVE" "$candidate")"
     # Same directory, so the rename is atomic: nginx never reads a partial file.
     cp "$candidate" "$CONF_DIR/.$CONF_NAME.tmp" && mv -f "$CONF_DIR/.$CONF_NAME.tmp" "$LIVE" || {
         echo "could not write $LIVE" > "$RUN_DIR/test.out"
@@ -178,11 +280,14 @@ apply() {
     }
     LIVE_HASH="$hash"
     FAILED_HASH=""
+    printf '%s' "$summary" > "$RUN_DIR/last_change"
     if reload_nginx; then
+        echo "ok $(now_iso)" > "$RUN_DIR/last_reload"
         log "config $hash is live"
         : > "$RUN_DIR/empty"
         report ok "$hash" "$RUN_DIR/empty"
     else
+        echo "error $(now_iso)" > "$RUN_DIR/last_reload"
         report error "$hash" "$RUN_DIR/reload.out"
     fi
 }
@@ -190,6 +295,7 @@ apply() {
 LIVE_HASH="$(file_hash "$LIVE")"
 FAILED_HASH=""
 REPORTED=""
+LAST_STATE="" LAST_HASH="" LAST_REPORT=0
 INDEX=1
 FAILURES=0
 log "watching $KEY on $CONSUL as $AGENT_NAME"
@@ -215,6 +321,7 @@ while :; do
                 apply "$RUN_DIR/candidate" "$hash"
             fi
         fi
+        heartbeat
         sleep "$MIN_INTERVAL"
     else
         FAILURES=$((FAILURES + 1))

@@ -56,14 +56,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _hosts(args: argparse.Namespace) -> list[str]:
-    from swarmop.settings import resolve_docker  # noqa: PLC0415
+    from urllib.parse import urlsplit  # noqa: PLC0415
+
+    from swarmop.errors import ConfigurationError  # noqa: PLC0415
+    from swarmop.settings import is_loopback_host  # noqa: PLC0415
 
     given = args.docker_hosts or [os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST]
-    # The same rules as `swarmop run` (plaintext tcp:// only to loopback unless allowed).
-    return [
-        resolve_docker(host=host, allow_insecure=args.docker_insecure, env={}).host
-        for host in given
-    ]
+    for host in given:
+        parts = urlsplit(host)
+        if parts.scheme not in ("unix", "tcp", "http") or (
+            parts.scheme != "unix" and not parts.hostname
+        ):
+            raise ConfigurationError(f"Docker host {host!r}: give unix:///path or tcp://host:port")
+        # The import speaks plain HTTP: across a network that is root on the node
+        # for anyone listening, so only to loopback unless the user says so.
+        remote = parts.scheme != "unix" and not is_loopback_host(parts.hostname or "")
+        if remote and not args.docker_insecure:
+            raise ConfigurationError(
+                f"refusing plaintext Docker API at {host} (the import uses no TLS): run "
+                "swarmop images on that node against its socket, or pass "
+                "--docker-insecure if this network is trusted"
+            )
+    return list(given)
 
 
 def run(args: argparse.Namespace) -> int:

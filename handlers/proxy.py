@@ -10,6 +10,11 @@ A service left out of the config (an invalid value, a host + path another
 service claims too) is reported on that service's own status with
 `cluster.report` (blocked, "proxy: excluded: ..."), and the report withdrawn
 once it is served again; the daemon's event log records both.
+
+The agents' reports (`<prefix>/proxy/<service>/status/*`) are read every pass
+too: a config an agent refused, or an agent that is stale, is put on the proxy
+service's own status and logged (see proxy_agents). User templates come from
+the directory in SWARMOP_PROXY_TEMPLATES, read when the daemon starts.
 """
 
 from __future__ import annotations
@@ -21,20 +26,25 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import jinja2
+
 import swarmop
+from swarmop.clients.consul import ConsulUnavailable
 from swarmop.desired import DesiredState
 from swarmop.proxy.debounce import ReloadDebouncer
 from swarmop.proxy.model import ProxyError
 from swarmop.proxy.plan import ProxyPlan, ProxyServiceInput, plan_proxy
-from swarmop.proxy.publish import PublishResult, publish_config
+from swarmop.proxy.publish import AgentStatus, PublishResult, publish_config, read_agent_status
 from swarmop.proxy.render import NginxRenderer
 from swarmop.proxy.validate import is_proxied
 
 from . import facts as f
+from .decision import Outcome, Status
+from .proxy_agents import Published, agents_status
 from .proxy_plan import addresses_by_network, excluded_message
 
 PROXY_SERVICE = os.environ.get("SWARMOP_PROXY_SERVICE", "nginx")
-TEMPLATE_DIR = os.environ.get("SWARMOP_PROXY_TEMPLATES") or None
+TEMPLATES_ENV = "SWARMOP_PROXY_TEMPLATES"
 INTERVAL = float(os.environ.get("SWARMOP_PROXY_INTERVAL", "1"))
 
 
@@ -114,7 +124,17 @@ class _ConsulShim:
         self._kv = kv
         self.kv = self
 
-    def get(self, key: str) -> tuple[int, dict[str, Any] | None]:
+    def get(self, key: str, recurse: bool = False) -> tuple[int, Any]:
+        if recurse:
+            index, entries = self._kv.get_tree(key)
+            return index, [
+                {
+                    "Key": entry.key,
+                    "Value": None if entry.value is None else entry.value.encode("utf-8"),
+                    "ModifyIndex": entry.modify_index,
+                }
+                for entry in entries.values()
+            ] or None
         entry = self._kv.get(key)
         if entry is None:
             return 0, None
@@ -133,6 +153,29 @@ def is_proxy_service(name: str, **_: Any) -> bool:
     return name == PROXY_SERVICE
 
 
+def template_dir(env: Mapping[str, str]) -> str | None:
+    """The user template directory named by SWARMOP_PROXY_TEMPLATES (None: unset).
+
+    Raises ValueError when it names no directory: rendering the packaged
+    template instead would silently replace the user's config.
+    """
+    value = env.get(TEMPLATES_ENV, "").strip()
+    if not value:
+        return None
+    if not os.path.isdir(value):
+        raise ValueError(f"{TEMPLATES_ENV}={value!r} is not a directory")
+    return value
+
+
+def renderer_from_env(env: Mapping[str, str]) -> NginxRenderer:
+    """The daemon's renderer: the user's templates first, then the packaged ones.
+
+    Raises ValueError for a bad directory and jinja2's TemplateError for a
+    template that does not compile.
+    """
+    return NginxRenderer(template_dir(env))
+
+
 @swarmop.daemon("service", id="swarmop.proxy", when=is_proxy_service)
 def keep_proxy_config(cluster: Any, logger: logging.Logger, stopped: Any, **_: Any) -> None:
     if cluster.consul is None:
@@ -141,6 +184,13 @@ def keep_proxy_config(cluster: Any, logger: logging.Logger, stopped: Any, **_: A
             "<prefix>/proxy/%s/config; not publishing",
             PROXY_SERVICE,
         )
+        return
+    try:
+        renderer = renderer_from_env(os.environ)
+    except (ValueError, jinja2.TemplateError) as error:
+        text = f"proxy: templates unusable, not publishing: {error}"
+        logger.error("%s", text)
+        cluster.report("service", PROXY_SERVICE, "error", text)
         return
     consul = _ConsulShim(cluster.consul)
     prefix = cluster.prefix
@@ -154,14 +204,59 @@ def keep_proxy_config(cluster: Any, logger: logging.Logger, stopped: Any, **_: A
             expected_hash=plan.config_hash,
         )
 
-    keeper = ProxyKeeper(publish=publish, renderer=NginxRenderer(TEMPLATE_DIR))
+    def agents() -> dict[str, AgentStatus]:
+        return read_agent_status(consul, prefix=prefix, proxy_service=PROXY_SERVICE)
+
+    keeper = ProxyKeeper(publish=publish, renderer=renderer)
+    watch = AgentWatch(agents)
     try:
-        _keep(cluster, logger, stopped, keeper)
+        _keep(cluster, logger, stopped, keeper, watch)
     finally:
         # Without this daemon nothing is excluded any more (the proxy service is
         # gone, or the operator stops): withdraw what it put on services' statuses.
         for service in keeper.errors:
             cluster.report("service", service, "ok")
+        if watch.reported:
+            cluster.report("service", PROXY_SERVICE, "ok")
+
+
+@dataclass
+class AgentWatch:
+    """Follows the agents' reports; says when the proxy service's status must change."""
+
+    read: Callable[[], Mapping[str, AgentStatus]]
+    published: Published | None = None
+    reported: Status | None = None
+
+    def check(self, published_hash: str | None, now: float) -> tuple[bool, Status | None]:
+        """(changed, status): whether the proxy service's report must change, and
+        to what (None: withdraw it)."""
+        if published_hash is not None and (
+            self.published is None or self.published.hash != published_hash
+        ):
+            self.published = Published(published_hash, now)
+        try:
+            agents = self.read()
+        except ConsulUnavailable:
+            return False, self.reported  # looked at again next pass
+        found = agents_status(agents, self.published, now)
+        if found == self.reported:
+            return False, found
+        self.reported = found
+        return True, found
+
+
+def report_agents(cluster: Any, logger: logging.Logger, found: Status | None) -> None:
+    """Put the agents' problem on the proxy service's status, or withdraw it."""
+    if found is None:
+        logger.info("proxy: every agent serves the published config")
+        cluster.report("service", PROXY_SERVICE, "ok")
+        return
+    if found.outcome is Outcome.ERROR:
+        logger.error("%s", found.message)
+    else:
+        logger.warning("%s", found.message)
+    cluster.report("service", PROXY_SERVICE, found.outcome.value, found.message)
 
 
 def report_exclusion(cluster: Any, logger: logging.Logger, service: str, text: str) -> None:
@@ -174,7 +269,9 @@ def report_exclusion(cluster: Any, logger: logging.Logger, service: str, text: s
         cluster.report("service", service, "ok")
 
 
-def _keep(cluster: Any, logger: logging.Logger, stopped: Any, keeper: ProxyKeeper) -> None:
+def _keep(
+    cluster: Any, logger: logging.Logger, stopped: Any, keeper: ProxyKeeper, watch: AgentWatch
+) -> None:
     api = cluster.api
     names = _network_names(api)
     clock = time.monotonic
@@ -206,6 +303,9 @@ def _keep(cluster: Any, logger: logging.Logger, stopped: Any, keeper: ProxyKeepe
             # A removed service's status goes with it; a report would bring it back.
             if text or service in listed:
                 report_exclusion(cluster, logger, service, text)
+        changed_agents, found = watch.check(keeper.published_hash, time.time())
+        if changed_agents:
+            report_agents(cluster, logger, found)
         wait = INTERVAL
         deadline = keeper.debouncer.deadline()
         if deadline is not None:

@@ -52,7 +52,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "to a non-loopback host needs --docker-insecure. CONSUL_HTTP_SSL_VERIFY=false\n"
             "turns Consul certificate checks off. Prefer CONSUL_HTTP_TOKEN to\n"
             "--consul-token: a flag is visible to anyone who can list processes.\n"
-            "Docs: docs/api.md (handlers, options), docs/deploy.md (container, HA)."
+            "SWARMOP_PROXY_TEMPLATES=DIR: the built-in proxy looks for its templates in DIR\n"
+            "first (DIR/nginx/swarmop.conf.j2 replaces the packaged one). Read when the proxy\n"
+            "daemon starts; a missing directory stops it with an error on the proxy's status.\n"
+            "Docs: docs/api.md (handlers, options), docs/deploy.md (container, HA),\n"
+            "docs/proxy.md (templates, the nginx agent)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

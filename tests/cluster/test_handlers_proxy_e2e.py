@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import consul
 import docker
 import pytest
 import swarmop.handlers.proxy as proxy_handler
+import swarmop.templates
 
 from swarmop.clients.swarm_write import update_service
 from swarmop.proxy import proxy_keys, read_agent_status
@@ -69,8 +71,37 @@ def set_labels(api: docker.APIClient, service_id: str, **labels: str | None) -> 
     update_service(api, service_id, change)
 
 
+REFUSED_HOST = "refused.local"
+
+
+def refusing_templates(directory: Path) -> Path:
+    """The packaged template plus a directive nginx does not know, for one host:
+    a user template mistake that only `nginx -t` in the proxy can catch."""
+    packaged = (Path(swarmop.templates.__file__).parent / "nginx" / "swarmop.conf.j2").read_text()
+    anchor = "    server_name {{ server.host }};\n"
+    assert anchor in packaged
+    broken = packaged.replace(
+        anchor,
+        anchor
+        + f'{{% if server.host == "{REFUSED_HOST}" %}}    bogus_directive on;\n{{% endif %}}',
+    )
+    (directory / "nginx").mkdir()
+    (directory / "nginx" / "swarmop.conf.j2").write_text(broken)
+    return directory
+
+
+@pytest.fixture
+def user_templates(request: pytest.FixtureRequest, tmp_path: Path) -> Path | None:
+    """A directory for SWARMOP_PROXY_TEMPLATES (None: the packaged templates);
+    parametrize indirectly with "refusing" for `refusing_templates`."""
+    if getattr(request, "param", None) == "refusing":
+        return refusing_templates(tmp_path)
+    return None
+
+
 @pytest.fixture
 def stack(
+    user_templates: Path | None,
     sandbox: SandboxInfo,
     docker_api: docker.APIClient,
     tracker: Tracker,
@@ -83,6 +114,9 @@ def stack(
     # The daemon binds to the proxy service named by SWARMOP_PROXY_SERVICE,
     # read when the handlers are imported; this test's own name instead.
     monkeypatch.setattr(proxy_handler, "PROXY_SERVICE", proxy_name)
+    if user_templates is not None:
+        # Read when the proxy daemon starts, as `swarmop run` would.
+        monkeypatch.setenv("SWARMOP_PROXY_TEMPLATES", str(user_templates))
     proxy = tracker.create_service(
         proxy_name,
         image=NGINX_IMAGE,
@@ -333,4 +367,87 @@ def test_nginx_follows_web_tasks_through_the_operator(
         lambda: agent_serves_published(consul_client, stack),
         timeout=60,
         what="the agent reporting the config without test.local live",
+    )
+
+
+@pytest.mark.parametrize("user_templates", ["refusing"], indirect=True)
+def test_a_config_nginx_refuses_reaches_the_operators_status(
+    docker_api: docker.APIClient,
+    consul_client: consul.Consul,
+    tracker: Tracker,
+    node_clients: dict[str, docker.DockerClient],
+    stack: Stack,
+) -> None:
+    client = node_clients["node-1"]
+    web = unique("web")
+    web_id = tracker.create_service(
+        web,
+        replicas=1,
+        networks=[stack.network],
+        labels={"swarmop.proxy.host": HOST, "swarmop.proxy.port": "8080"},
+    )
+    wait_traffic_reaches(client, stack, docker_api, web_id, 1)
+    wait_until(
+        lambda: agent_serves_published(consul_client, stack),
+        timeout=60,
+        what="the agent reporting the config from the user template live",
+    )
+    good_hash = consul_value(
+        consul_client.kv.get(proxy_keys(stack.prefix, stack.proxy_name)["config-hash"])[1]["Value"]
+    ).strip()
+
+    # A second service whose virtual host the user template renders wrongly:
+    # the agent's nginx -t refuses the whole config, the last good one stays
+    # live, and the refusal is on the proxy service's status and in its log.
+    refused = unique("refused")
+    refused_id = tracker.create_service(
+        refused,
+        replicas=1,
+        networks=[stack.network],
+        labels={"swarmop.proxy.host": REFUSED_HOST, "swarmop.proxy.port": "8080"},
+    )
+    found = wait_until(
+        lambda: (
+            (s := stack.runner.board.get(("service", stack.proxy_name))) is not None
+            and s.outcome is Outcome.ERROR
+            and "refused config" in s.message
+            and s
+        ),
+        timeout=90,
+        what=f"the refusal on {stack.proxy_name}'s status: "
+        f"{stack.runner.board.get(('service', stack.proxy_name))}",
+    )
+    assert 'unknown directive "bogus_directive"' in found.message, found.message
+    assert f"nginx keeps serving {good_hash[:12]}" in found.message, found.message
+    events = [
+        e
+        for e in stack.runner.snapshot().events
+        if e.object == stack.proxy_name and "refused config" in e.message
+    ]
+    assert events and str(events[0].level) == "error", events
+    # The operator published it (only nginx knows it is wrong); nginx still
+    # serves the last good config.
+    assert "bogus_directive" in published_config(consul_client, stack)
+    assert backend_of(get(client, stack)) is not None, f"{HOST} stopped being served"
+
+    # The mistake goes (the service loses its label): the next config is
+    # accepted and the report is withdrawn.
+    set_labels(docker_api, refused_id, **{"swarmop.proxy.host": None})
+    wait_until(
+        lambda: (
+            (s := stack.runner.board.get(("service", stack.proxy_name))) is None
+            or "refused" not in s.message
+        ),
+        timeout=90,
+        what=f"the refusal withdrawn: {stack.runner.board.get(('service', stack.proxy_name))}",
+    )
+    wait_until(
+        lambda: agent_serves_published(consul_client, stack),
+        timeout=60,
+        what="the agent serving the published config again",
+    )
+    assert any(
+        "every agent serves the published config" in e.message
+        for e in stack.runner.snapshot().events
+        if e.object == stack.proxy_name
     )

@@ -1,4 +1,6 @@
-"""The proxy daemon reports each service it leaves out on that service's status.
+"""The proxy daemon reports each service it leaves out on that service's status,
+and the agents' refusals on the proxy service's; it renders with the user's
+templates named when it starts.
 
 Driven through `keep_proxy_config` with fakes for the Docker API, Consul and
 the `cluster` kwarg, which records the reports. (Publishing, debounced on the
@@ -7,9 +9,13 @@ real clock, is the keeper's and is tested in test_handlers_proxy_keeper.)
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,6 +56,10 @@ class FakeKV:
 
     def get(self, key: str) -> KVEntry | None:
         return self.data.get(key)
+
+    def get_tree(self, prefix: str) -> tuple[int, dict[str, KVEntry]]:
+        found = {key: entry for key, entry in self.data.items() if key.startswith(prefix)}
+        return max((entry.modify_index for entry in found.values()), default=0), found
 
     def put(self, key: str, value: str | bytes, *, cas: int | None = None) -> bool:
         current = self.data.get(key)
@@ -158,3 +168,127 @@ def test_a_host_and_path_conflict_is_reported_on_both_and_withdrawn_when_resolve
     # reported about it (a report would bring back a removed service's status).
     withdrawn = [name for _, name, outcome, message in cluster.reports if outcome == "ok"]
     assert withdrawn == ["web"]
+
+
+def agent_report(state: str, tried: str, live: str, message: str = "") -> str:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return json.dumps(
+        {"state": state, "hash": tried, "live_hash": live, "time": now, "message": message}
+    )
+
+
+def test_a_config_the_agent_refuses_is_reported_on_the_proxy_service() -> None:
+    kv = FakeKV()
+    status_key = "swarmop/proxy/nginx/status/node-2-1"
+    kv.put(
+        status_key,
+        agent_report(
+            "error", "b" * 64, "a" * 64, 'nginx: [emerg] unknown directive "bogus" in x.conf:3\n'
+        ),
+    )
+    cluster = FakeCluster(FakeApi([([WEB], [task("web", "10.0.1.5/24")])]), kv)
+    run(cluster, passes=3)
+    reports = [r for r in cluster.reports if r[1] == "nginx"]
+    (refused, withdrawn) = reports  # once while it lasts, withdrawn when the daemon stops
+    assert refused[2] == "error"
+    assert refused[3] == (
+        f"proxy: agent node-2-1 refused config {'b' * 12}: "
+        'nginx: [emerg] unknown directive "bogus" in x.conf:3; '
+        f"nginx keeps serving {'a' * 12}"
+    )
+    assert withdrawn == ("service", "nginx", "ok", "")
+
+
+def test_the_report_is_withdrawn_once_the_agent_serves_the_config() -> None:
+    kv = FakeKV()
+    status_key = "swarmop/proxy/nginx/status/node-2-1"
+    kv.put(status_key, agent_report("error", "b" * 64, "a" * 64, "nginx: [emerg] x"))
+    cluster = FakeCluster(FakeApi([([WEB], [task("web", "10.0.1.5/24")])]), kv)
+
+    class FixedOncePublished:
+        """Lets the debouncer publish (real clock), then the agent takes the config."""
+
+        def __init__(self) -> None:
+            self.after_fix = 3
+
+        def wait(self, seconds: float) -> bool:
+            time.sleep(min(seconds, 0.1))
+            published = kv.data.get("swarmop/proxy/nginx/config-hash")
+            if published is None:
+                return False
+            if self.after_fix == 3:
+                kv.put(status_key, agent_report("ok", published.value or "", published.value or ""))
+            self.after_fix -= 1
+            return self.after_fix <= 0
+
+    proxy_handler.keep_proxy_config(
+        cluster=cluster, logger=logging.getLogger("test.proxy"), stopped=FixedOncePublished()
+    )
+    outcomes = [
+        (outcome, message[:30]) for _, name, outcome, message in cluster.reports if name == "nginx"
+    ]
+    assert outcomes == [("error", "proxy: agent node-2-1 refused "), ("ok", "")]
+
+
+MARKER_TEMPLATE = (
+    "# user template marker\n"
+    "{% for server in servers %}server { listen {{ listen }}; server_name {{ server.host }}; }\n"
+    "{% endfor %}"
+)
+
+
+def test_the_daemon_renders_with_the_template_directory_named_when_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "nginx").mkdir()
+    (tmp_path / "nginx" / "swarmop.conf.j2").write_text(MARKER_TEMPLATE)
+    # Set after the handlers were imported: only the daemon's start reads it.
+    monkeypatch.setenv("SWARMOP_PROXY_TEMPLATES", str(tmp_path))
+    kv = FakeKV()
+    cluster = FakeCluster(FakeApi([([WEB], [task("web", "10.0.1.5/24")])]), kv)
+
+    class UntilPublished:
+        def wait(self, seconds: float) -> bool:
+            time.sleep(min(seconds, 0.1))
+            return "swarmop/proxy/nginx/config" in kv.data
+
+    proxy_handler.keep_proxy_config(
+        cluster=cluster, logger=logging.getLogger("test.proxy"), stopped=UntilPublished()
+    )
+    config = kv.data["swarmop/proxy/nginx/config"].value
+    assert config == "# user template marker\nserver { listen 80; server_name test.local; }\n"
+
+
+def test_without_the_variable_the_packaged_template_renders() -> None:
+    config = proxy_handler.renderer_from_env({}).render([])
+    assert config.startswith("# Rendered by swarmop")
+
+
+def test_a_template_directory_that_does_not_exist_stops_the_daemon_with_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "nope"
+    monkeypatch.setenv("SWARMOP_PROXY_TEMPLATES", str(missing))
+    kv = FakeKV()
+    cluster = FakeCluster(FakeApi([([WEB], [task("web", "10.0.1.5/24")])]), kv)
+    run(cluster, passes=3)
+    assert kv.data == {}  # nothing published from the packaged template instead
+    ((kind, name, outcome, message),) = cluster.reports
+    assert (kind, name, outcome) == ("service", "nginx", "error")
+    assert message == (
+        f"proxy: templates unusable, not publishing: SWARMOP_PROXY_TEMPLATES={str(missing)!r} "
+        "is not a directory"
+    )
+
+
+def test_a_template_that_does_not_compile_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "nginx").mkdir()
+    (tmp_path / "nginx" / "swarmop.conf.j2").write_text("{% for x in %}")
+    monkeypatch.setenv("SWARMOP_PROXY_TEMPLATES", str(tmp_path))
+    cluster = FakeCluster(FakeApi([([WEB], [])]), FakeKV())
+    run(cluster, passes=3)
+    ((_, name, outcome, message),) = cluster.reports
+    assert (name, outcome) == ("nginx", "error")
+    assert message.startswith("proxy: templates unusable, not publishing: ")

@@ -393,8 +393,13 @@ class SwarmopApp(App[None]):
         text = Text()
         for proxy in snap.proxies:
             text.append(f"{proxy.service}\n", style="bold")
-            for name, value in proxy.status.items():
-                text.append(f"  {name}: {value}\n")
+            published = proxy.config_hash[:12] if proxy.config_hash else "none"
+            text.append(f"  published config: {published}\n")
+            if not proxy.agents:
+                text.append("  no agent has reported yet\n", style="yellow")
+            for line in proxy.agent_lines():
+                style = "red" if "refused" in line or ": error," in line else ""
+                text.append(f"  {line}\n", style=style)
             text.append("  rendered config:\n", style="dim")
             text.append(proxy.config or "  (none)", style="")
             text.append("\n\n")

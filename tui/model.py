@@ -17,6 +17,7 @@ from typing import Any
 from swarmop import status as status_contract
 from swarmop.desired import DesiredState, merge_desired
 from swarmop.desired.keys import desired_keys_by_object
+from swarmop.proxy.publish import AgentStatus, parse_agent_status
 
 NONE_SOURCE = "none"
 # An operator that has not resynced for this long is reported as not seen:
@@ -136,9 +137,42 @@ class EventRecord:
 
 @dataclass(frozen=True)
 class ProxyRecord:
+    """One proxy service: the config the operator published and each agent's report."""
+
     service: str
     config: str | None
-    status: Mapping[str, str] = field(default_factory=dict)
+    config_hash: str | None = None
+    agents: Mapping[str, AgentStatus] = field(default_factory=dict)
+
+    def agent_lines(self) -> list[str]:
+        """What the proxy view says about each agent beside nginx."""
+        lines: list[str] = []
+        for name, agent in self.agents.items():
+            serves = agent.live_hash[:12] or "nothing yet"
+            if self.config_hash and agent.live_hash == self.config_hash:
+                serves += " (the published config)"
+            elif self.config_hash:
+                serves += f" (published: {self.config_hash[:12]})"
+            head = f"agent {name}: {agent.state}, serves {serves}"
+            lines.append(head + (f", reported {agent.time}" if agent.time else ""))
+            if not agent.ok:
+                detail = next((part for part in agent.message.splitlines() if part.strip()), "")
+                lines.append(f"  refused {agent.hash[:12] or '?'}: {detail or 'no output'}")
+            if agent.reload:
+                lines.append(f"  last reload: {agent.reload} at {agent.reload_time or '?'}")
+            if agent.changed_time:
+                parts = [
+                    f"{word} {', '.join(names)}"
+                    for word, names in (
+                        ("added", agent.added),
+                        ("removed", agent.removed),
+                        ("changed", agent.changed),
+                    )
+                    if names
+                ]
+                what = "; ".join(parts) or "no virtual host changed"
+                lines.append(f"  last change: {agent.changed_time}: {what}")
+        return lines
 
 
 @dataclass(frozen=True)
@@ -480,7 +514,9 @@ def build_instances(kv: Mapping[str, str], prefix: str) -> tuple[InstanceRecord,
 
 
 def build_proxies(kv: Mapping[str, str], prefix: str) -> tuple[ProxyRecord, ...]:
-    """`<prefix>/proxy/<proxy-service>/config` plus its `.../status/*` keys."""
+    """`<prefix>/proxy/<proxy-service>/config`, its `config-hash`, and every agent's
+    JSON report under `.../status/<agent>` (unreadable ones say so, see
+    swarmop.proxy.publish.parse_agent_status)."""
     head = f"{prefix}/proxy/"
     found: dict[str, dict[str, Any]] = {}
     for key, value in kv.items():
@@ -489,14 +525,20 @@ def build_proxies(kv: Mapping[str, str], prefix: str) -> tuple[ProxyRecord, ...]
         service, _, rest = key[len(head) :].partition("/")
         if not service or not rest:
             continue
-        entry = found.setdefault(service, {"config": None, "status": {}})
+        entry = found.setdefault(service, {"config": None, "hash": None, "agents": {}})
         if rest == "config":
             entry["config"] = value
-        elif rest.startswith("status/"):
-            entry["status"][rest[len("status/") :]] = value
+        elif rest == "config-hash":
+            entry["hash"] = value.strip() or None
+        elif rest.startswith("status/") and rest[len("status/") :]:
+            agent = rest[len("status/") :]
+            entry["agents"][agent] = parse_agent_status(agent, value)
     return tuple(
         ProxyRecord(
-            service=name, config=entry["config"], status=dict(sorted(entry["status"].items()))
+            service=name,
+            config=entry["config"],
+            config_hash=entry["hash"],
+            agents=dict(sorted(entry["agents"].items())),
         )
         for name, entry in sorted(found.items())
     )

@@ -6,6 +6,7 @@ they show never depends on timing or on a running daemon.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -13,6 +14,10 @@ from swarmop.tui.model import ClusterSnapshot, build_snapshot
 
 NOW = 1_760_000_000.0  # a fixed "now" for ages and the last-synced marker
 PREFIX = "swarmop"
+SAMPLE_PROXY_CONFIG = (
+    "server {\n    server_name test.local;\n    location / { proxy_pass http://web; }\n}\n"
+)
+SAMPLE_PROXY_HASH = hashlib.sha256(SAMPLE_PROXY_CONFIG.encode()).hexdigest()
 
 
 def _iso(seconds_ago: float) -> str:
@@ -227,10 +232,25 @@ def sample_raw() -> dict[str, Any]:
                 "leader": True,
             }
         ),
-        f"{PREFIX}/proxy/proxy/config": "server {\n    server_name test.local;\n"
-        "    location / { proxy_pass http://web; }\n}\n",
-        f"{PREFIX}/proxy/proxy/status/last_change": "added test.local (web)",
-        f"{PREFIX}/proxy/proxy/status/last_reload": "ok: nginx -t passed, reloaded",
+        f"{PREFIX}/proxy/proxy/config": SAMPLE_PROXY_CONFIG,
+        f"{PREFIX}/proxy/proxy/config-hash": SAMPLE_PROXY_HASH,
+        # What the agent beside nginx writes (swarmop/proxy/image/agent.sh).
+        f"{PREFIX}/proxy/proxy/status/node-2-1": json.dumps(
+            {
+                "state": "ok",
+                "hash": SAMPLE_PROXY_HASH,
+                "live_hash": SAMPLE_PROXY_HASH,
+                "time": "2026-12-01T07:00:05Z",
+                "agent": "node-2-1",
+                "reload": "ok",
+                "reload_time": "2026-12-01T07:00:05Z",
+                "changed_time": "2026-12-01T07:00:05Z",
+                "added": ["test.local"],
+                "removed": [],
+                "changed": [],
+                "message": "",
+            }
+        ),
     }
     return {"services": services, "nodes": nodes, "tasks": tasks, "kv": kv}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -9,8 +10,14 @@ from rich.text import Text
 from swarmop.tui.app import SwarmopApp
 from swarmop.tui.gate import ActionGate, WriteReceipt
 from swarmop.tui.impact import OPERATOR_MISSING
-from swarmop.tui.model import ClusterSnapshot, NodeRecord, ServiceRecord
-from swarmop.tui.sample import NOW, sample_docker_events, sample_snapshot
+from swarmop.tui.model import ClusterSnapshot, NodeRecord, ServiceRecord, build_snapshot
+from swarmop.tui.sample import (
+    NOW,
+    SAMPLE_PROXY_HASH,
+    sample_docker_events,
+    sample_raw,
+    sample_snapshot,
+)
 from swarmop.tui.screens import ConfirmAvailabilityScreen, ScaleScreen
 from swarmop.tui.source import StaticSource
 
@@ -271,8 +278,56 @@ async def test_operator_absent_is_said_and_proxy_view_renders() -> None:
         load(app, snap)
         assert "operator: not running" in app.status_text().plain
         await pilot.press("4")
-        assert "server_name test.local" in app.proxy_text().plain
-        assert "last_reload: ok" in app.proxy_text().plain
+        view = app.proxy_text().plain
+        assert "server_name test.local" in view
+        assert f"published config: {SAMPLE_PROXY_HASH[:12]}" in view
+        assert (
+            f"agent node-2-1: ok, serves {SAMPLE_PROXY_HASH[:12]} (the published config), "
+            "reported 2026-12-01T07:00:05Z"
+        ) in view
+        assert "last reload: ok at 2026-12-01T07:00:05Z" in view
+        assert "last change: 2026-12-01T07:00:05Z: added test.local" in view
+        assert '{"state"' not in view  # parsed, not printed raw
+
+
+async def test_proxy_view_shows_a_refused_config_and_what_the_agent_serves() -> None:
+    raw = sample_raw()
+    kv = dict(raw["kv"])
+    kv["swarmop/proxy/proxy/status/node-3-1"] = json.dumps(
+        {
+            "state": "error",
+            "hash": "f" * 64,
+            "live_hash": "e" * 64,
+            "time": "2026-12-01T07:02:00Z",
+            "agent": "node-3-1",
+            "reload": "ok",
+            "reload_time": "2026-12-01T06:50:00Z",
+            "changed_time": "2026-12-01T06:50:00Z",
+            "added": [],
+            "removed": ["old.local"],
+            "changed": ["test.local", "api.local"],
+            "message": 'nginx: [emerg] unknown directive "bogus" in /x/swarmop.conf:9\n',
+        }
+    )
+    kv["swarmop/proxy/proxy/status/garbled"] = "not json"
+    snap = build_snapshot(
+        services=raw["services"], nodes=raw["nodes"], tasks=raw["tasks"], kv=kv, prefix="swarmop"
+    )
+    app, _ = make_app(snap)
+    async with app.run_test(size=SIZE) as pilot:
+        load(app, snap)
+        await pilot.press("4")
+        view = app.proxy_text().plain
+    assert f"agent node-3-1: error, serves {'e' * 12} (published: {SAMPLE_PROXY_HASH[:12]})" in view
+    assert f'refused {"f" * 12}: nginx: [emerg] unknown directive "bogus"' in view
+    assert (
+        "last change: 2026-12-01T06:50:00Z: removed old.local; changed test.local, api.local"
+        in (view)
+    )
+    assert "agent garbled: error, serves nothing yet" in view
+    assert "unreadable status" in view
+    # Agents in name order, each once.
+    assert view.index("agent garbled") < view.index("agent node-2-1") < view.index("agent node-3-1")
 
 
 async def test_help_and_unknown_command() -> None:

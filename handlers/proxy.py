@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
+from consul.exceptions import ConsulException
 
 import swarmop
 from swarmop.clients.consul import ConsulUnavailable
@@ -236,10 +237,12 @@ class AgentWatch:
         ):
             self.published = Published(published_hash, now)
         try:
-            agents = self.read()
+            found = agents_status(self.read(), self.published, now)
         except ConsulUnavailable:
-            return False, self.reported  # looked at again next pass
-        found = agents_status(agents, self.published, now)
+            return False, self.reported  # passing: looked at again next pass
+        except ConsulException as error:
+            # Refused (ACLs, a bad request): it stays so until someone acts.
+            found = Status.pending(f"proxy: cannot read the agents' reports: {error}")
         if found == self.reported:
             return False, found
         self.reported = found

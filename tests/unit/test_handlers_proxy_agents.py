@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from consul.exceptions import ACLPermissionDenied
 from swarmop.handlers.decision import Outcome
 from swarmop.handlers.proxy import AgentWatch
 from swarmop.handlers.proxy_agents import (
@@ -151,3 +152,12 @@ def test_the_watch_says_only_what_changed_and_survives_an_unreachable_consul() -
     assert watch.check(NEW, NOW + 1) == (False, found)
     assert watch.check(NEW, NOW + 2) == (False, found)
     assert watch.check(NEW, NOW + 3) == (True, None)
+
+
+def test_reports_the_acl_refuses_to_show_are_said_not_raised() -> None:
+    def read() -> Mapping[str, AgentStatus]:
+        raise ACLPermissionDenied("403 Permission denied")
+
+    changed, found = AgentWatch(read).check(NEW, NOW)
+    assert changed and found is not None and found.outcome is Outcome.PENDING
+    assert found.message == "proxy: cannot read the agents' reports: 403 Permission denied"

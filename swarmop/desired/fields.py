@@ -63,7 +63,8 @@ SERVICE_FIELDS: Mapping[str, FieldSpec] = {
             "db",
             parsers.parse_role,
             "`db` marks a database: never moved by the operator; a single-writer db runs "
-            "at most one task.",
+            "at most one task (a scale above 1 is brought back to 1) and is updated "
+            "stop-first.",
         ),
         _service(
             "db.cluster",
@@ -103,7 +104,8 @@ SERVICE_FIELDS: Mapping[str, FieldSpec] = {
             "depends_on",
             "service names, comma-separated",
             parsers.parse_name_list,
-            "Services that must have a running task before this one is scaled above zero.",
+            "Services that must have a running task before this one is scaled above zero "
+            "(also while they do not exist yet); a service that runs is not scaled down.",
         ),
     )
 }

@@ -76,6 +76,8 @@ class Context:
     """The Docker event connection in use (closable from any thread)."""
     docker_connects: int = 0
     """Event connections opened, each followed by a full list."""
+    stopping: bool = False
+    """Shutdown has begun: passes in progress start no further handler."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:

@@ -217,11 +217,14 @@ class Operator:
                 await self._stop.wait()
                 self.board.record("operator", "", logging.INFO, "stopping")
                 watching.cancel_scope.cancel()
+            ctx.stopping = True
+            queue.close()
             spawner.stop_all()
             # In-flight handlers get a grace period to finish; then they are abandoned
-            # (sync handler threads run to completion in the background).
+            # (sync handler threads run to completion in the background). No handler
+            # starts meanwhile: a retry that falls due waits, stored, for the next run.
             with anyio.move_on_after(SHUTDOWN_GRACE):
-                # Polling: workers end on their own, there is no single event to await.
+                # Polling: passes end on their own, there is no single event to await.
                 while queue.busy():  # noqa: ASYNC110
                     await anyio.sleep(0.05)
             workers.cancel_scope.cancel()

@@ -239,6 +239,8 @@ async def _run_cycle(
     handlers = {h.id: h for h in ctx.registry.select(_reasons_for(cycle.reason), kind)}  # type: ignore[arg-type]
     last_handler: str | None = None
     for hid in cycle.pending():
+        if ctx.stopping:
+            break  # what is left stays stored as progress: the next run resumes it
         handler = handlers.get(hid)
         progress = cycle.handlers.get(hid) or HandlerProgress(started=time.time())
         if handler is None:
@@ -526,7 +528,7 @@ async def _event_handlers(
     hints: list[Hint],
 ) -> None:
     handlers = ctx.registry.select((Reason.EVENT,), kind)  # type: ignore[arg-type]
-    if not handlers or not hints:
+    if not handlers or not hints or ctx.stopping:
         return
     for hint in hints:
         kwargs = _base_kwargs(

@@ -4,6 +4,11 @@
 worker processes, further touches only set the dirty flag again, so a burst of
 1000 events costs one or two passes. Workers share a limiter (bounded overall
 concurrency) and exit when their object has nothing left to do.
+
+`close()` begins shutdown: no pass starts after it (a retry that falls due, a
+touch), and workers that only wait for their next retry end at once. What
+they waited for is already stored as progress, so a restarted operator
+resumes it. `busy()` counts only passes in progress, which shutdown waits for.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class ObjectQueue:
         self._limiter = limiter
         self._on_error = on_error
         self._slots: dict[Key, _Slot] = {}
+        self._processing = 0
+        self._closed = False
         self.passes = 0
 
     def touch(self, key: Key, hint: Hint | None = None) -> None:
@@ -58,12 +65,19 @@ class ObjectQueue:
         if hint is not None and len(slot.hints) < MAX_HINTS:
             slot.hints.append(hint)
         slot.wake.set()
-        if not slot.running:
+        if not slot.running and not self._closed:
             slot.running = True
             self._tg.start_soon(self._worker, key, name=f"worker {key[0]}/{key[1]}")
 
     def busy(self) -> int:
-        return sum(1 for slot in self._slots.values() if slot.running)
+        """Passes in progress (workers waiting for a retry are not busy)."""
+        return self._processing
+
+    def close(self) -> None:
+        """Start no pass from now on; wake the workers that wait, so they end."""
+        self._closed = True
+        for slot in self._slots.values():
+            slot.wake.set()
 
     def depth(self) -> tuple[int, int]:
         """(objects waiting or in work, event hints held): bounded by the number of
@@ -73,7 +87,7 @@ class ObjectQueue:
     async def _worker(self, key: Key) -> None:
         slot = self._slots[key]
         try:
-            while True:
+            while not self._closed:
                 if not slot.dirty:
                     if slot.wake_at is None:
                         return
@@ -84,9 +98,14 @@ class ObjectQueue:
                             await slot.wake.wait()
                         if not slot.dirty and time.time() < slot.wake_at:
                             continue
+                    if self._closed:
+                        return
                 slot.dirty = False
                 hints, slot.hints = slot.hints, []
                 async with self._limiter:
+                    if self._closed:
+                        return  # shutdown began while this pass waited for the limiter
+                    self._processing += 1
                     try:
                         slot.wake_at = await self._process(key, hints)
                         slot.failures = 0
@@ -97,7 +116,15 @@ class ObjectQueue:
                         if self._on_error is not None:
                             self._on_error(key, error)
                         else:
-                            logger.warning("%s/%s: %s; again in %.1fs", *key, error, delay)
+                            logger.warning(
+                                "%s/%s: %s; again in %.1fs",
+                                *key,
+                                error,
+                                delay,
+                                extra={"object": f"{key[0]}/{key[1]}"},
+                            )
+                    finally:
+                        self._processing -= 1
                 self.passes += 1
         finally:
             slot.running = False

@@ -329,3 +329,19 @@ def test_a_write_refused_for_lost_leadership_uses_up_no_retries() -> None:
     assert status is not None and status.outcome is Outcome.PENDING, status
     assert status.retries == 0
     assert int(attempts) == 3
+
+
+def test_no_handler_starts_once_shutdown_has_begun() -> None:
+    ctx, attempts = failing_service()
+    key = ("service", "web")
+    anyio.run(process, ctx, key, [])
+    assert int(attempts) == 1
+    ctx.stopping = True
+    anyio.run(process, ctx, key, [])  # the retry is due, but the operator is stopping
+    assert int(attempts) == 1
+    stored = ctx.store.load(key)
+    assert stored is not None and stored.cycle is not None
+    assert not stored.cycle.handlers["converge"].done  # kept for the next run to resume
+    ctx.stopping = False
+    anyio.run(process, ctx, key, [])
+    assert int(attempts) == 2

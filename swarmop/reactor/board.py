@@ -128,6 +128,15 @@ class StatusBoard:
             self._removed.add(key)
         self.changed.set()
 
+    def republish_all(self) -> None:
+        """Have the publisher send everything again, not only what changed: Consul
+        came back from an outage and may have lost it (a dev agent starts empty)."""
+        with self._lock:
+            self._dirty.update(self._objects)
+            self._events_dirty = True
+            self._info_dirty = True
+        self.changed.set()
+
     def record(self, kind: str, name: str, level: int, message: str) -> None:
         """An entry in the operator's event log (and the process log)."""
         logger.log(level, "%s%s", f"[{kind} {name}] " if name else "", message)

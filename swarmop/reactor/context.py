@@ -76,6 +76,9 @@ class Context:
     """The Docker event connection in use (closable from any thread)."""
     docker_connects: int = 0
     """Event connections opened, each followed by a full list."""
+    consul_outage: bool = False
+    """A Consul watcher lost the agent; the first one to reach it again restores
+    what it may have lost (reactor.recovery)."""
     stopping: bool = False
     """Shutdown has begun: passes in progress start no further handler."""
     lock: threading.Lock = field(default_factory=threading.Lock)

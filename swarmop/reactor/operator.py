@@ -26,6 +26,7 @@ from swarmop.reactor.invocation import invoke
 from swarmop.reactor.processing import process
 from swarmop.reactor.publisher import publish_once, run_publisher
 from swarmop.reactor.queueing import ObjectQueue
+from swarmop.reactor.recovery import recheck_stored
 from swarmop.reactor.spawner import Spawner
 from swarmop.reactor.store import (
     ConsulStateStore,
@@ -206,13 +207,15 @@ class Operator:
                 watching.start_soon(watchers.watch_docker, ctx, touch, mark_docker)
                 watching.start_soon(watchers.resync_timer, ctx, touch)
                 if self.leadership is not None:
+
+                    async def elected() -> None:
+                        recheck_stored(ctx)
+                        await watchers.relist(ctx, touch)
+
                     # Elected: relist so every object is reconciled (a standby skipped
                     # them); demoted: timers and daemons stop with the writes.
                     watching.start_soon(
-                        self.leadership.follow,
-                        self.board,
-                        lambda: watchers.relist(ctx, touch),
-                        spawner.stop_all,
+                        self.leadership.follow, self.board, elected, spawner.stop_all
                     )
                 await self._stop.wait()
                 self.board.record("operator", "", logging.INFO, "stopping")

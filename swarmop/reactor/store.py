@@ -16,7 +16,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Protocol
 
-from swarmop.clients.consul import ConsulKV
+from swarmop.clients.consul import ConsulKV, KVEntry
 from swarmop.planning.progress import ObjectState
 
 logger = logging.getLogger("swarmop.state")
@@ -113,24 +113,41 @@ def _fsync_directory(directory: Path) -> None:
 
 
 class ConsulStateStore:
-    """Blocking calls: run them in a worker thread."""
+    """Blocking calls: run them in a worker thread.
+
+    Entries are cached after the first read. After a Consul outage the agent may
+    have come back empty (a dev agent, a server that lost its data) while the
+    cache still holds everything: `recheck_all()` makes the next load of each
+    entry read Consul again and write the cached entry back if it is missing.
+    """
 
     def __init__(self, kv: ConsulKV, prefix: str) -> None:
         self._kv = kv
         self._prefix = prefix
         self._indexes: dict[Key, int] = {}
         self._cache: dict[Key, ObjectState | None] = {}
+        self._recheck: set[Key] = set()
         self._lock = threading.Lock()
 
     def key(self, key: Key) -> str:
         kind, name = key
         return f"{self._prefix}/state/{_COLLECTIONS[kind]}/{name}"
 
+    def recheck_all(self) -> list[Key]:
+        """Have every cached entry checked against Consul on its next load; the keys."""
+        with self._lock:
+            self._recheck.update(self._cache)
+            return sorted(self._recheck)
+
     def load(self, key: Key) -> ObjectState | None:
         with self._lock:
-            if key in self._cache:
+            recheck = key in self._recheck
+            if key in self._cache and not recheck:
                 return self._cache[key]
+            cached = self._cache.get(key)
         entry = self._kv.get(self.key(key))
+        if entry is None and recheck and cached is not None:
+            entry = self._write_back(key, cached)
         state: ObjectState | None = None
         if entry is not None and entry.value:
             try:
@@ -140,7 +157,16 @@ class ConsulStateStore:
         with self._lock:
             self._indexes[key] = entry.modify_index if entry is not None else 0
             self._cache[key] = state
+            self._recheck.discard(key)
         return state
+
+    def _write_back(self, key: Key, state: ObjectState) -> KVEntry | None:
+        """Consul lost the entry: write ours again. CAS 0 writes only where the key is
+        still absent, so an entry someone else wrote meanwhile wins; either way
+        the entry read afterwards is the one in Consul."""
+        if self._kv.put(self.key(key), state.to_json(), cas=0):
+            logger.info("%s: stored state was lost by Consul; written back", self.key(key))
+        return self._kv.get(self.key(key))
 
     def save(self, key: Key, state: ObjectState) -> None:
         raw = state.to_json()
@@ -159,9 +185,11 @@ class ConsulStateStore:
         with self._lock:
             self._indexes[key] = entry.modify_index if entry is not None else 0
             self._cache[key] = state
+            self._recheck.discard(key)
 
     def delete(self, key: Key) -> None:
         self._kv.delete(self.key(key))
         with self._lock:
             self._indexes[key] = 0
             self._cache[key] = None
+            self._recheck.discard(key)

@@ -33,6 +33,7 @@ from swarmop.clients.detached import run_detached
 from swarmop.clients.docker import EventStream, make_api
 from swarmop.desired.keys import Collection, desired_keys_by_object
 from swarmop.reactor.context import Context, Key
+from swarmop.reactor.recovery import restore_consul
 from swarmop.views import object_name
 
 logger = logging.getLogger("swarmop.watch")
@@ -229,6 +230,8 @@ async def watch_consul(
         except (ConsulUnavailable, Exception) as error:
             failures += 1
             index = 0
+            with ctx.lock:
+                ctx.consul_outage = True
             if not reported_down:
                 ctx.board.record(
                     "operator", "", logging.WARNING, f"Consul unavailable: {error}; retrying"
@@ -241,6 +244,10 @@ async def watch_consul(
             ctx.board.record("operator", "", logging.INFO, "Consul is back; re-read all keys")
             ctx.board.update_info(consul_error=None)
             reported_down = False
+        with ctx.lock:
+            returned, ctx.consul_outage = ctx.consul_outage, False
+        if returned:
+            restore_consul(ctx, touch)
         failures = 0
         index = next_index(index, received)
         current = desired_keys_by_object(ctx.prefix, collection, entries)

@@ -10,6 +10,7 @@ import json
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from swarmop.registry import Registry
 from swarmop.sandbox import Sandbox, SandboxInfo
 from swarmop.sandbox.testing import Tracker, unique, wait_until
 from swarmop.settings import Settings, resolve_consul, resolve_docker
-from swarmop.status import Outcome, decode_events
+from swarmop.status import Outcome, decode_events, operator_key, status_key
 from swarmop.testing import OperatorRunner
 
 pytestmark = pytest.mark.cluster
@@ -490,3 +491,57 @@ def test_state_dir_without_consul_does_not_rerun_finished_handlers(
         wait_until(lambda: runner.board.get(("service", name)), what="status")
         time.sleep(1)  # room for a wrong rerun to happen (not a timing assertion)
     assert counts == {"first": 1, "second": tried + 1}
+
+
+def test_what_a_restarted_consul_lost_is_written_back(
+    *,
+    sandbox: SandboxInfo,
+    sandbox_control: Sandbox,
+    consul_client: consul.Consul,
+    tracker: Tracker,
+    prefix: str,
+) -> None:
+    """The dev agent comes back empty. Without any object changing, the statuses, the
+    operator info and the stored handler state reappear, so an operator started
+    afterwards does not run the finished create handlers again."""
+    marker = unique("m")
+    registry = Registry()
+    created: Counter[str] = Counter()
+
+    @swarmop.on.create("service", labels={"test": marker}, registry=registry, id="created")
+    def create(name: str, **_: Any) -> None:
+        created[name] += 1
+
+    names = [unique("lost") for _ in range(2)]
+    for name in names:
+        tracker.create_service(name, command=SLEEPER, replicas=0, labels={"test": marker})
+
+    def written(name: str) -> bool:
+        state = stored_state(sandbox, prefix, "service", name)
+        _, status = consul_client.kv.get(status_key(prefix, "service", name))
+        return state is not None and state.cycle is None and status is not None
+
+    settings = make_settings(sandbox, prefix)
+    with OperatorRunner(settings, registry=registry) as runner:
+        wait_until(lambda: all(written(name) for name in names), what="state and statuses")
+        sandbox_control.stop_consul()
+        wait_until(
+            lambda: runner.board.info.consul_error is not None, what="the Consul outage reported"
+        )
+        sandbox_control.start_consul()
+        wait_until(
+            lambda: all(written(name) for name in names),
+            timeout=120,
+            what="state and statuses written back to the emptied Consul",
+        )
+        wait_until(
+            lambda: consul_client.kv.get(operator_key(prefix))[1] is not None,
+            what="the operator info published again",
+        )
+        assert runner.exception is None
+    assert created == {name: 1 for name in names}
+    with OperatorRunner(settings, registry=registry) as runner:
+        for name in names:
+            # A status means the object's pass has decided (after any handler ran).
+            wait_until(lambda name=name: runner.board.get(("service", name)), what="status")
+    assert created == {name: 1 for name in names}

@@ -16,6 +16,7 @@ import anyio
 
 from swarmop.errors import ConfigurationError
 from swarmop.ha import HASettings, Leadership
+from swarmop.reactor.board import OBJECT_FIELD
 from swarmop.reactor.operator import Operator, new_instance_id
 from swarmop.registry import default_registry
 from swarmop.settings import (
@@ -141,14 +142,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        )
+        line: dict[str, str] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        about = getattr(record, OBJECT_FIELD, None)
+        if isinstance(about, str) and about:
+            line["object"] = about  # "service/web": for filtering without parsing messages
+        return json.dumps(line)
 
 
 def setup_logging(level: str, fmt: str) -> None:

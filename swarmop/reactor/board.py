@@ -41,6 +41,15 @@ _LEVELS = {
 
 logger = logging.getLogger("swarmop.operator")
 
+OBJECT_FIELD = "object"
+"""The log record attribute naming the object a record is about ("service/web")."""
+
+
+def about(kind: str, name: str) -> dict[str, str]:
+    """`extra=` for a log record about an object (the JSON log's `object` field)."""
+    return {OBJECT_FIELD: f"{kind}/{name}"}
+
+
 _SEVERITY = {Outcome.OK: 0, Outcome.PENDING: 1, Outcome.BLOCKED: 2, Outcome.ERROR: 3}
 MESSAGE_LIMIT = 2000
 
@@ -139,7 +148,8 @@ class StatusBoard:
 
     def record(self, kind: str, name: str, level: int, message: str) -> None:
         """An entry in the operator's event log (and the process log)."""
-        logger.log(level, "%s%s", f"[{kind} {name}] " if name else "", message)
+        extra = about(kind, name) if name else None
+        logger.log(level, "%s%s", f"[{kind} {name}] " if name else "", message, extra=extra)
         event = OperatorEvent(
             time=time.time(),
             kind=kind,
@@ -223,7 +233,7 @@ class ObjectLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
     """The `logger` kwarg: messages go to the process log and the object's event log."""
 
     def __init__(self, board: StatusBoard, kind: str, name: str) -> None:
-        super().__init__(logging.getLogger(f"swarmop.{kind}"), {"object": f"{kind}/{name}"})
+        super().__init__(logging.getLogger(f"swarmop.{kind}"), about(kind, name))
         self._board = board
         self._kind = kind
         self._name = name

@@ -23,6 +23,8 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from swarmop.reactor.board import about
+
 logger = logging.getLogger("swarmop.queue")
 
 Key = tuple[str, str]
@@ -121,7 +123,7 @@ class ObjectQueue:
                                 *key,
                                 error,
                                 delay,
-                                extra={"object": f"{key[0]}/{key[1]}"},
+                                extra=about(*key),
                             )
                     finally:
                         self._processing -= 1

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from swarmop.clients.consul import ConsulKV, KVEntry
 from swarmop.planning.progress import ObjectState
+from swarmop.reactor.board import about
 
 logger = logging.getLogger("swarmop.state")
 
@@ -73,7 +74,12 @@ class FileStateStore:
         try:
             return ObjectState.from_json(raw)
         except ValueError as error:
-            logger.warning("%s: ignoring unreadable stored state (%s)", self.path(key), error)
+            logger.warning(
+                "%s: ignoring unreadable stored state (%s)",
+                self.path(key),
+                error,
+                extra=about(*key),
+            )
             return None
 
     def save(self, key: Key, state: ObjectState) -> None:
@@ -153,7 +159,12 @@ class ConsulStateStore:
             try:
                 state = ObjectState.from_json(entry.value)
             except ValueError as error:
-                logger.warning("%s: ignoring unreadable stored state (%s)", self.key(key), error)
+                logger.warning(
+                    "%s: ignoring unreadable stored state (%s)",
+                    self.key(key),
+                    error,
+                    extra=about(*key),
+                )
         with self._lock:
             self._indexes[key] = entry.modify_index if entry is not None else 0
             self._cache[key] = state
@@ -165,7 +176,11 @@ class ConsulStateStore:
         still absent, so an entry someone else wrote meanwhile wins; either way
         the entry read afterwards is the one in Consul."""
         if self._kv.put(self.key(key), state.to_json(), cas=0):
-            logger.info("%s: stored state was lost by Consul; written back", self.key(key))
+            logger.info(
+                "%s: stored state was lost by Consul; written back",
+                self.key(key),
+                extra=about(*key),
+            )
         return self._kv.get(self.key(key))
 
     def save(self, key: Key, state: ObjectState) -> None:
@@ -176,7 +191,9 @@ class ConsulStateStore:
             # Someone else wrote the key since we read it (another instance, or a
             # leftover). This instance is the only writer it knows of: log, re-read
             # the index and write once more.
-            logger.warning("%s: CAS conflict on stored state; re-reading", self.key(key))
+            logger.warning(
+                "%s: CAS conflict on stored state; re-reading", self.key(key), extra=about(*key)
+            )
             entry = self._kv.get(self.key(key))
             cas = entry.modify_index if entry is not None else 0
             if not self._kv.put(self.key(key), raw, cas=cas):

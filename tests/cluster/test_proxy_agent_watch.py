@@ -247,6 +247,32 @@ def test_a_torn_write_and_a_config_nginx_refuses_never_reach_nginx(
         )
         assert _get(port, "torn.test") == (200, b"second")
         assert (conf_dir / "swarmop.conf").read_text() == second
+
+        # `nginx -t` does not bind: a listen address another process holds
+        # passes the test and fails only inside the reload. The master keeps
+        # its workers and the previous config, and so must the file on disk.
+        with socket.create_server(("127.0.0.1", 0)) as holder:
+            held = holder.getsockname()[1]
+            unbindable = second + f"server {{ listen 127.0.0.1:{held}; return 200 'held'; }}\n"
+            consul_client.kv.put(key, unbindable)
+            refused = wait_until(
+                lambda: next(
+                    (
+                        item
+                        for item in read_agent_status(
+                            consul_client, prefix=kv_prefix, proxy_service=service
+                        ).values()
+                        if not item.ok and item.hash == config_hash(unbindable)
+                    ),
+                    None,
+                ),
+                timeout=30,
+                what="the agent to report the reload nginx did not take",
+            )
+        assert refused.reload == "error"
+        assert refused.live_hash == config_hash(second)
+        assert (conf_dir / "swarmop.conf").read_text() == second
+        assert _get(port, "torn.test") == (200, b"second")
     finally:
         os.killpg(agent.pid, signal.SIGTERM)
         agent.wait(timeout=10)

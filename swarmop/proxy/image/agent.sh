@@ -253,14 +253,67 @@ test_candidate() {
     "$NGINX" -t -q -c "$stage/nginx.conf" > "$RUN_DIR/test.out" 2>&1
 }
 
+# The master's pid, from the pid directive of the main config.
+nginx_master() {
+    pid_file="$(sed -n 's/^[[:space:]]*pid[[:space:]][[:space:]]*\([^;[:space:]]*\)[[:space:]]*;.*/\1/p' \
+        "$NGINX_CONF" | head -n 1)"
+    [ -n "$pid_file" ] && [ -s "$pid_file" ] && read -r master < "$pid_file" && echo "$master"
+}
+
+# The master's workers that still accept connections: after a reload the old
+# ones retitle themselves "worker process is shutting down".
+serving_workers() {
+    for stat in /proc/[0-9]*/stat; do
+        read -r pid _ _ ppid _ < "$stat" 2> /dev/null || continue
+        [ "$ppid" = "$1" ] || continue
+        title="$(tr '\0' ' ' < "/proc/$pid/cmdline" 2> /dev/null)"
+        case "$title" in
+            *"is shutting down"*) ;;
+            *"worker process"*) echo "$pid" ;;
+        esac
+    done
+}
+
+# `nginx -s reload` only signals the master. The config counts as live once
+# every worker that accepts connections was started after the signal: until
+# then an old worker may still answer with the previous config. A master that
+# never replaces its workers (a listen address it cannot bind, say) keeps the
+# old config, and that is reported as a failed reload.
+await_new_workers() {
+    master="$1" old="$2" waited=0
+    while [ "$waited" -lt 100 ]; do
+        current="$(serving_workers "$master")"
+        if [ -n "$current" ]; then
+            stale=""
+            for pid in $current; do
+                case " $old " in *" $pid "*) stale=1 ;; esac
+            done
+            [ -z "$stale" ] && return 0
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    echo "nginx (master $master) did not start workers with the new config within 10s" \
+        > "$RUN_DIR/reload.out"
+    return 1
+}
+
 reload_nginx() {
     tries=0
+    master="$(nginx_master)"
+    old="$( [ -n "$master" ] && serving_workers "$master" | tr '\n' ' ')"
     until "$NGINX" -s reload -c "$NGINX_CONF" > "$RUN_DIR/reload.out" 2>&1; do
         tries=$((tries + 1))
         # nginx may still be starting next to us: its pid file appears shortly.
         [ "$tries" -ge 10 ] && return 1
         sleep 1
+        master="$(nginx_master)"
+        old="$( [ -n "$master" ] && serving_workers "$master" | tr '\n' ' ')"
     done
+    # Without a master to watch (no pid directive, /proc hidden) the signal is
+    # all there is to go by.
+    [ -z "$master" ] && return 0
+    await_new_workers "$master" "$old"
 }
 
 apply() {
@@ -272,24 +325,41 @@ apply() {
         return
     fi
     summary="$(change_summary "$LIVE" "$candidate")"
-    # Same directory, so the rename is atomic: nginx never reads a partial file.
-    cp "$candidate" "$CONF_DIR/.$CONF_NAME.tmp" && mv -f "$CONF_DIR/.$CONF_NAME.tmp" "$LIVE" || {
+    previous_hash="$LIVE_HASH"
+    rm -f "$RUN_DIR/previous.conf"
+    [ -e "$LIVE" ] && cp "$LIVE" "$RUN_DIR/previous.conf"
+    if ! install_live "$candidate"; then
         echo "could not write $LIVE" > "$RUN_DIR/test.out"
         report error "$hash" "$RUN_DIR/test.out"
         return
-    }
-    LIVE_HASH="$hash"
-    FAILED_HASH=""
-    printf '%s' "$summary" > "$RUN_DIR/last_change"
+    fi
     if reload_nginx; then
+        LIVE_HASH="$hash"
+        FAILED_HASH=""
+        printf '%s' "$summary" > "$RUN_DIR/last_change"
         echo "ok $(now_iso)" > "$RUN_DIR/last_reload"
         log "config $hash is live"
         : > "$RUN_DIR/empty"
         report ok "$hash" "$RUN_DIR/empty"
-    else
-        echo "error $(now_iso)" > "$RUN_DIR/last_reload"
-        report error "$hash" "$RUN_DIR/reload.out"
+        return
     fi
+    # nginx kept serving the previous config: put that file back, so the file
+    # on disk is what nginx serves and a restarted nginx starts with it.
+    if [ -e "$RUN_DIR/previous.conf" ]; then
+        install_live "$RUN_DIR/previous.conf"
+    else
+        rm -f "$LIVE"
+    fi
+    LIVE_HASH="$previous_hash"
+    FAILED_HASH="$hash"
+    log "config $hash passed nginx -t but nginx did not take it; keeping $LIVE_HASH"
+    echo "error $(now_iso)" > "$RUN_DIR/last_reload"
+    report error "$hash" "$RUN_DIR/reload.out"
+}
+
+# Same directory, so the rename is atomic: nginx never reads a partial file.
+install_live() {
+    cp "$1" "$CONF_DIR/.$CONF_NAME.tmp" && mv -f "$CONF_DIR/.$CONF_NAME.tmp" "$LIVE"
 }
 
 LIVE_HASH="$(file_hash "$LIVE")"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -10,6 +11,8 @@ import logging
 import signal
 import sys
 import time
+import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -179,9 +182,36 @@ def load_handlers(files: list[str], modules: list[str]) -> None:
             raise ConfigurationError(f"cannot load {file} as a Python module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
+        with _import_errors(f"handler file {file}", spec.origin):
+            spec.loader.exec_module(module)
     for name in modules:
-        importlib.import_module(name)
+        with _import_errors(f"handler module {name}", None):
+            importlib.import_module(name)
+
+
+@contextlib.contextmanager
+def _import_errors(what: str, origin: str | None) -> Iterator[None]:
+    """Any exception a module raises while it is imported is a load error: one line
+    naming the module, the exception and the line of the module that raised it
+    (`origin`, else the innermost), not a traceback. ImportError and SyntaxError
+    pass through: their own text says it all."""
+    try:
+        yield
+    except (ImportError, SyntaxError):
+        raise
+    except Exception as error:
+        frames = [
+            frame
+            for frame in traceback.extract_tb(error.__traceback__)
+            if not frame.filename.startswith("<")  # importlib's frozen frames
+        ]
+        own = [frame for frame in frames if origin is not None and frame.filename == origin]
+        where = ""
+        if own or frames:
+            frame = (own or frames)[-1]
+            where = f" ({Path(frame.filename).name}, line {frame.lineno})"
+        text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        raise ConfigurationError(f"{what} failed to import: {text}{where}") from error
 
 
 def build_settings(args: argparse.Namespace) -> Settings:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 
 class HandlerError(Exception):
-    """Base of the errors that mean something to the reactor."""
+    """Base of the errors that mean something to the reactor. A handler whose
+    `retries` or `timeout` run out is not given an error of its own: its status
+    says `retries exhausted: ...` or `timed out: ...` (docs/api.md)."""
 
 
 class TemporaryError(HandlerError):
@@ -20,14 +22,6 @@ class TemporaryError(HandlerError):
 
 class PermanentError(HandlerError):
     """Give up on this handler for the current change; it is reported, not retried."""
-
-
-class HandlerTimeoutError(PermanentError):
-    """The handler kept failing for longer than its `timeout`."""
-
-
-class HandlerRetriesError(PermanentError):
-    """The handler failed more often than its `retries`."""
 
 
 class ConfigurationError(ValueError):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import swarmop
+from swarmop import errors
 from swarmop.clients.consul import ConsulKV, TokenBucket, blocking_index, next_index
 from swarmop.errors import ConfigurationError
 from swarmop.filters import ABSENT, PRESENT, match_labels, resolve_field
@@ -148,3 +151,22 @@ def test_patch_changes_only_its_fields() -> None:
     assert spec == {"Labels": {"b": "2"}, "Mode": {"Replicated": {"Replicas": 3}}, "Other": [1]}
     with pytest.raises(TypeError):
         patch.set_availability("drain")
+
+
+def test_every_handler_error_is_exported_and_documented() -> None:
+    """Handlers raise these to steer the reactor: each is public API, so it is
+    reachable as swarmop.<Name> and described in docs/api.md."""
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    defined = [
+        name
+        for name, value in vars(errors).items()
+        if inspect.isclass(value)
+        and issubclass(value, errors.HandlerError)
+        and value is not errors.HandlerError
+        and value.__module__ == errors.__name__
+    ]
+    assert "TemporaryError" in defined
+    for name in defined:
+        assert getattr(swarmop, name) is getattr(errors, name)
+        assert name in swarmop.__all__
+        assert f"swarmop.{name}(" in docs, name

@@ -94,14 +94,18 @@ def test_modules_given_with_m_run_and_log_json_lines(
 
     lines = [line for line in process.log.read_text().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line is one JSON object
-    assert records and all(set(r) == {"time", "level", "logger", "message"} for r in records)
+    basic = {"time", "level", "logger", "message"}
+    assert records and all(set(r) - {"object"} == basic for r in records)
     for record in records:
         datetime.strptime(record["time"], "%Y-%m-%dT%H:%M:%S")
     found = {(r["level"], r["logger"], r["message"]) for r in records}
-    # A handler's logger names its object in the message.
+    # A handler's logger names its object in the message and in the object field.
     assert ("info", "swarmop.operator", f"[service {name}] cli_first handled it") in found
     assert ("warning", "swarmop.operator", f"[service {name}] cli_second handled it") in found
     assert ("info", "swarmop.operator", "initial list done; ready") in found
+    handled = [r for r in records if r["message"].endswith(" handled it")]
+    assert handled and all(r.get("object") == f"service/{name}" for r in handled), handled
+    assert all("object" not in r for r in records if r["message"] == "initial list done; ready")
 
 
 def test_the_example_module_does_what_the_docs_say(

@@ -38,6 +38,7 @@ ERROR_BACKOFF_CAP = 60.0
 class _Slot:
     dirty: bool = False
     running: bool = False
+    processing: bool = False
     wake_at: float | None = None
     hints: list[Hint] = field(default_factory=list)
     wake: anyio.Event = field(default_factory=anyio.Event)
@@ -57,7 +58,6 @@ class ObjectQueue:
         self._limiter = limiter
         self._on_error = on_error
         self._slots: dict[Key, _Slot] = {}
-        self._processing = 0
         self._closed = False
         self.passes = 0
 
@@ -72,8 +72,14 @@ class ObjectQueue:
             self._tg.start_soon(self._worker, key, name=f"worker {key[0]}/{key[1]}")
 
     def busy(self) -> int:
-        """Passes in progress (workers waiting for a retry are not busy)."""
-        return self._processing
+        """Objects with a pass in progress or still to run for a touch. A worker that
+        only waits for its next retry is not busy, nor, once closed, a touch that
+        will never be processed."""
+        return sum(
+            1
+            for slot in self._slots.values()
+            if slot.processing or (slot.dirty and not self._closed)
+        )
 
     def close(self) -> None:
         """Start no pass from now on; wake the workers that wait, so they end."""
@@ -103,11 +109,11 @@ class ObjectQueue:
                     if self._closed:
                         return
                 slot.dirty = False
+                slot.processing = True
                 hints, slot.hints = slot.hints, []
                 async with self._limiter:
                     if self._closed:
                         return  # shutdown began while this pass waited for the limiter
-                    self._processing += 1
                     try:
                         slot.wake_at = await self._process(key, hints)
                         slot.failures = 0
@@ -125,10 +131,10 @@ class ObjectQueue:
                                 delay,
                                 extra=about(*key),
                             )
-                    finally:
-                        self._processing -= 1
                 self.passes += 1
+                slot.processing = False
         finally:
             slot.running = False
+            slot.processing = False
             if not slot.dirty and slot.wake_at is None:
                 self._slots.pop(key, None)

@@ -38,6 +38,7 @@ async def test_a_worker_waiting_for_its_retry_is_not_busy(clock: list[float]) ->
         async with anyio.create_task_group() as tg:
             queue = ObjectQueue(tg, process, anyio.CapacityLimiter(4))
             queue.touch(KEY)
+            assert queue.busy() == 1  # touched: its pass is still to run
             await inside.wait()
             assert queue.busy() == 1
             release.set()

@@ -8,7 +8,8 @@ concurrency) and exit when their object has nothing left to do.
 `close()` begins shutdown: no pass starts after it (a retry that falls due, a
 touch), and workers that only wait for their next retry end at once. What
 they waited for is already stored as progress, so a restarted operator
-resumes it. `busy()` counts only passes in progress, which shutdown waits for.
+resumes it. `busy()` counts passes in progress (what shutdown waits for) and
+touches still to be processed, never workers that only wait for a retry.
 """
 
 from __future__ import annotations

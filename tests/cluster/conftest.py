@@ -22,6 +22,7 @@ import pytest
 from swarmop.sandbox import Sandbox, SandboxInfo
 from swarmop.sandbox.layout import validate_name
 from swarmop.sandbox.testing import Tracker, unique, wait_until
+from swarmop.settings import Settings, resolve_consul, resolve_docker
 
 SANDBOX_NAME = os.environ.get("SWARMOP_TEST_SANDBOX", "swarmop-test")
 KEEP_ENV = "SWARMOP_KEEP_SANDBOX"
@@ -122,3 +123,23 @@ def tracker(docker_api: docker.APIClient, consul_client: consul.Consul) -> Itera
     problems = tracked.cleanup()
     if problems:
         pytest.fail("cleanup after the test failed: " + "; ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def prefix(tracker: Tracker, request: pytest.FixtureRequest) -> str:
+    """A Consul key prefix of the test's own (named after its module), removed afterwards."""
+    stem = request.module.__name__.removeprefix("test_").replace("_", "-")
+    name = unique(stem)
+    tracker.consul_prefix(name + "/")
+    return name
+
+
+@pytest.fixture
+def settings(sandbox: SandboxInfo, prefix: str) -> Settings:
+    """An operator's settings for the session sandbox, with Consul, under `prefix`."""
+    return Settings(
+        docker=resolve_docker(host=sandbox.manager_docker_host, env={}),
+        consul=resolve_consul(addr=sandbox.consul_http_addr, env={}),
+        prefix=prefix,
+        resync_interval=60.0,
+    )

@@ -19,30 +19,13 @@ from swarmop.planning.diff import DiffItem
 from swarmop.registry import Registry
 from swarmop.sandbox import SandboxInfo
 from swarmop.sandbox.testing import Tracker, unique, wait_until
-from swarmop.settings import Settings, resolve_consul, resolve_docker
+from swarmop.settings import Settings
 from swarmop.status import ObjectStatus, Outcome
 from swarmop.testing import OperatorRunner
 
 pytestmark = pytest.mark.cluster
 
 SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
-
-
-@pytest.fixture
-def prefix(tracker: Tracker) -> str:
-    name = unique("opa")
-    tracker.consul_prefix(name + "/")
-    return name
-
-
-@pytest.fixture
-def settings(sandbox: SandboxInfo, prefix: str) -> Settings:
-    return Settings(
-        docker=resolve_docker(host=sandbox.manager_docker_host, env={}),
-        consul=resolve_consul(addr=sandbox.consul_http_addr, env={}),
-        prefix=prefix,
-        resync_interval=60.0,
-    )
 
 
 class Calls:

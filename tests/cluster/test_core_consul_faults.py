@@ -49,13 +49,6 @@ assert swarmop.handlers.services  # imported for its registrations
 
 
 @pytest.fixture
-def prefix(tracker: Tracker) -> str:
-    name = unique("cflt")
-    tracker.consul_prefix(name + "/")
-    return name
-
-
-@pytest.fixture
 def proxy(sandbox: SandboxInfo) -> Iterator[FaultProxy]:
     fault_proxy = FaultProxy(sandbox.consul_http_addr)
     yield fault_proxy

@@ -38,13 +38,6 @@ WATCHDOG = 3.0
 
 
 @pytest.fixture
-def prefix(tracker: Tracker) -> str:
-    name = unique("dflt")
-    tracker.consul_prefix(name + "/")
-    return name
-
-
-@pytest.fixture
 def fault_proxy(sandbox: SandboxInfo) -> Iterator[DockerFaultProxy]:
     with DockerFaultProxy(sandbox.manager_docker_host) as proxy:
         yield proxy

@@ -33,13 +33,6 @@ KILL_HANDLERS = Path(__file__).with_name("kill_handlers.py")
 SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
 
 
-@pytest.fixture
-def prefix(tracker: Tracker) -> str:
-    name = unique("op")
-    tracker.consul_prefix(name + "/")
-    return name
-
-
 def make_settings(sandbox: SandboxInfo, prefix: str, with_consul: bool = True) -> Settings:
     return Settings(
         docker=resolve_docker(host=sandbox.manager_docker_host, env={}),

@@ -34,13 +34,6 @@ pytestmark = pytest.mark.cluster
 SLEEPER = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
 
 
-@pytest.fixture
-def prefix(tracker: Tracker) -> str:
-    name = unique("opr")
-    tracker.consul_prefix(name + "/")
-    return name
-
-
 def make_settings(
     sandbox: SandboxInfo, prefix: str, *, with_consul: bool = True, **extra: Any
 ) -> Settings:
@@ -133,12 +126,25 @@ def test_burst_of_updates_coalesces(
             timeout=120,
             what="every service handled at its last value",
         )
+
+        def stored_final(name: str) -> bool:
+            # The handler returns before the operator stores the closed cycle.
+            state = stored_state(sandbox, prefix, "service", name)
+            return (
+                state is not None
+                and state.cycle is None
+                and state.last is not None
+                and state.last["spec"]["Labels"]["n"] == final
+            )
+
         for name in names:
+            wait_until(
+                lambda name=name: stored_final(name),
+                timeout=30,
+                what=f"{name}: the closed cycle and the last value stored",
+            )
             status = runner.board.get(("service", name))
             assert status is not None and status.outcome is Outcome.OK, status
-            state = stored_state(sandbox, prefix, "service", name)
-            assert state is not None and state.cycle is None and state.last is not None
-            assert state.last["spec"]["Labels"]["n"] == final  # the last value is stored
         # Idle again: every worker ended and gave up its slot and hints.
         wait_until(lambda: call(runner, queue.depth) == (0, 0), what="an empty queue")
         assert runner.exception is None

@@ -29,13 +29,6 @@ assert swarmop.handlers.services  # imported for its registrations
 
 
 @pytest.fixture
-def prefix(tracker: Tracker) -> str:
-    name = unique("hop")
-    tracker.consul_prefix(name + "/")
-    return name
-
-
-@pytest.fixture
 def operator(sandbox: SandboxInfo, prefix: str) -> Iterator[OperatorRunner]:
     settings = Settings(
         docker=resolve_docker(host=sandbox.manager_docker_host, env={}),

@@ -14,7 +14,7 @@ from swarmop.views import NodeView, ServiceView, TaskView
 
 from .availability_plan import NodeTask
 from .placement_plan import NodeFacts, PlacementFacts, TaskPlacement
-from .replicas_plan import HELD_REPLICAS_LABEL, ReplicaFacts
+from .replicas_plan import APPLIED_REPLICAS_LABEL, HELD_REPLICAS_LABEL, ReplicaFacts
 
 Attrs = Mapping[str, Any]
 
@@ -47,6 +47,7 @@ def replica_facts(service: ServiceView, tasks: Iterable[TaskView]) -> ReplicaFac
         update_state=service.update_state,
         running_tasks=sum(1 for task in tasks if is_running(task)),
         held_label=service.labels.get(HELD_REPLICAS_LABEL),
+        applied_label=service.labels.get(APPLIED_REPLICAS_LABEL),
         update_order=_order(service.spec, "UpdateConfig"),
         rollback_order=_order(service.spec, "RollbackConfig"),
     )

@@ -25,6 +25,11 @@ from .depends_plan import DependencyCheck
 # at 0 for its dependencies, restored when they run (used when the service has
 # no `swarmop.replicas` of its own).
 HELD_REPLICAS_LABEL = "swarmop-applied.held-replicas"
+# Bookkeeping label: the `swarmop.replicas` value the operator last scaled the
+# service to. The last handled state lags behind while a cycle is unfinished
+# (tasks still starting), so a second change of the label would otherwise look
+# like someone scaling the spec by hand.
+APPLIED_REPLICAS_LABEL = "swarmop-applied.replicas"
 
 ROLLOUT_STATES = frozenset({"updating", "rollback_started", "paused", "rollback_paused"})
 STOP_FIRST = "stop-first"
@@ -40,6 +45,7 @@ class ReplicaFacts:
     update_state: str | None = None
     running_tasks: int = 0
     held_label: str | None = None  # raw value of HELD_REPLICAS_LABEL
+    applied_label: str | None = None  # raw value of APPLIED_REPLICAS_LABEL
     update_order: str | None = None  # UpdateConfig.Order (None: not set)
     rollback_order: str | None = None  # RollbackConfig.Order
 
@@ -144,7 +150,12 @@ def _plan_count(facts: ReplicaFacts, intent: ReplicaIntent) -> ReplicaPlan:
         or intent.single_writer_db
     )
     if not manages:
-        return ReplicaPlan(None, Status.ok("replicas not managed (no swarmop.replicas)"))
+        return ReplicaPlan(
+            None,
+            Status.ok("replicas not managed (no swarmop.replicas)"),
+            # swarmop.replicas was removed: so is the record of applying it.
+            drop_labels=(APPLIED_REPLICAS_LABEL,) if facts.applied_label is not None else (),
+        )
 
     if facts.mode != "replicated":
         if intent.desired is None and deps.ready:
@@ -247,6 +258,9 @@ def _plan_count(facts: ReplicaFacts, intent: ReplicaIntent) -> ReplicaPlan:
             notes.warning(
                 f"replica drift on {facts.name}: spec has {spec}, desired {target}; restoring"
             )
+
+    if write is not None and deps.ready and intent.desired is not None:
+        set_labels[APPLIED_REPLICAS_LABEL] = str(intent.desired)
 
     if waiting_status is not None:
         status = waiting_status

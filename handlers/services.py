@@ -29,7 +29,13 @@ from .placement_plan import (
     plan_placement,
 )
 from .proxy_plan import addresses_by_network, excluded_message
-from .replicas_plan import HELD_REPLICAS_LABEL, ReplicaIntent, ReplicaPlan, plan_replicas
+from .replicas_plan import (
+    APPLIED_REPLICAS_LABEL,
+    HELD_REPLICAS_LABEL,
+    ReplicaIntent,
+    ReplicaPlan,
+    plan_replicas,
+)
 from .report import combine, emit, raise_for
 from .spec_edit import ServiceEdit, edit_service_spec
 
@@ -37,7 +43,12 @@ from .spec_edit import ServiceEdit, edit_service_spec
 RECHECK_SECONDS = float(os.environ.get("SWARMOP_RECHECK_SECONDS", "3"))
 
 MANAGED_FIELDS = ("replicas", "placement", "role", "depends_on", "proxy.host")
-BOOKKEEPING_LABELS = (HELD_REPLICAS_LABEL, APPLIED_PLACEMENT_LABEL, APPLIED_MAX_REPLICAS_LABEL)
+BOOKKEEPING_LABELS = (
+    HELD_REPLICAS_LABEL,
+    APPLIED_REPLICAS_LABEL,
+    APPLIED_PLACEMENT_LABEL,
+    APPLIED_MAX_REPLICAS_LABEL,
+)
 
 
 def is_managed(desired: DesiredState, labels: Mapping[str, str], **_: Any) -> bool:
@@ -70,8 +81,12 @@ def _dependencies(
     return check_dependencies(service.name, graph, running)
 
 
-def replicas_changed(desired: DesiredState, old: Any) -> bool:
-    """Whether `replicas` differs from the last handled essence (True when there is none)."""
+def replicas_changed(desired: DesiredState, old: Any, applied: str | None = None) -> bool:
+    """Whether `replicas` differs from what the operator last applied: the value in
+    its bookkeeping label when it has scaled the service, else the last handled
+    essence (True when there is neither)."""
+    if applied is not None and applied.strip().isdigit():
+        return bool(int(applied.strip()) != desired.value("replicas"))
     if not isinstance(old, Mapping):
         return True
     before = old.get("desired")
@@ -89,13 +104,14 @@ def plan_service(
 ) -> tuple[ReplicaPlan, PlacementPlan | None]:
     role = desired.value("role")
     single_writer = role == "db" and not desired.value("db.cluster", False)
+    facts = f.replica_facts(service, tasks)
     replica_plan = plan_replicas(
-        f.replica_facts(service, tasks),
+        facts,
         ReplicaIntent(
             desired=desired.value("replicas"),
             desired_error=f.field_error(desired, "replicas"),
             single_writer_db=single_writer,
-            desired_changed=replicas_changed(desired, old),
+            desired_changed=replicas_changed(desired, old, facts.applied_label),
             first_pass=old is None,
             dependencies=_dependencies(service, desired, cluster),
         ),

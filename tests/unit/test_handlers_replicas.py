@@ -6,6 +6,7 @@ import pytest
 from swarmop.handlers.decision import Level, Outcome, Status
 from swarmop.handlers.depends_plan import DependencyCheck
 from swarmop.handlers.replicas_plan import (
+    APPLIED_REPLICAS_LABEL,
     HELD_REPLICAS_LABEL,
     ReplicaFacts,
     ReplicaIntent,
@@ -358,3 +359,44 @@ def test_replicas_changed_compares_with_the_last_handled_essence() -> None:
     assert replicas_changed(desired, None)
     assert replicas_changed(desired, {"spec": {}, "desired": {"replicas": 2}})
     assert not replicas_changed(desired, {"spec": {}, "desired": {"replicas": 4}})
+
+
+def test_replicas_changed_prefers_what_the_operator_applied() -> None:
+    desired = merge_desired("service", {"swarmop.replicas": "1"}, {})
+    # The last handled state still says 1 (its cycle never finished), but the
+    # operator has since scaled to 3: a change back to 1 is a new wish.
+    stale = {"spec": {}, "desired": {"replicas": 1}}
+    assert replicas_changed(desired, stale, applied="3")
+    assert not replicas_changed(desired, {"spec": {}, "desired": {"replicas": 3}}, applied="1")
+    assert not replicas_changed(desired, stale, applied="garbage")  # falls back to the essence
+
+
+def test_a_scale_to_the_desired_count_records_it() -> None:
+    plan = plan_replicas(facts(spec=1, running=1), ReplicaIntent(desired=3, desired_changed=True))
+    assert plan.replicas == 3
+    assert plan.set_labels == {APPLIED_REPLICAS_LABEL: "3"}
+
+
+def test_a_converged_service_does_not_write_the_record_alone() -> None:
+    plan = plan_replicas(facts(spec=3, running=3), ReplicaIntent(desired=3))
+    assert not plan.writes
+
+
+def test_the_record_goes_when_replicas_is_no_longer_managed() -> None:
+    plan = plan_replicas(facts(spec=3, running=3, applied_label="3"), ReplicaIntent())
+    assert plan.replicas is None
+    assert plan.drop_labels == (APPLIED_REPLICAS_LABEL,)
+
+
+def test_held_service_does_not_record_a_count_it_did_not_apply() -> None:
+    waiting = DependencyCheck(
+        ready=False,
+        status=Status.pending("waiting for db"),
+        waiting_on=("db",),
+        dependencies=("db",),
+    )
+    plan = plan_replicas(
+        facts(spec=2, running=0), ReplicaIntent(desired=2, dependencies=waiting, first_pass=True)
+    )
+    assert plan.replicas == 0
+    assert APPLIED_REPLICAS_LABEL not in plan.set_labels

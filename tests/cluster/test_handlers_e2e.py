@@ -345,30 +345,21 @@ def _tasks_on(api: docker.APIClient, service_id: str, hostname: str) -> int:
     return task_node_hostnames(api, running_tasks(api, service_id)).count(hostname)
 
 
-def drain(via: str, api: docker.APIClient, kv: consul.Consul, prefix: str, node: str) -> None:
+def set_availability(
+    via: str, api: docker.APIClient, kv: consul.Consul, prefix: str, node: str, *, value: str
+) -> None:
+    """Desired availability through a label or the Consul key, until the node has it.
+    Tests go back to active through the same source, so the tracker's restore is not
+    fought."""
     hostname = api.inspect_node(node)["Description"]["Hostname"]
     if via == "label":
-        set_node_label(api, node, "swarmop.availability", "drain")
+        set_node_label(api, node, "swarmop.availability", value)
     else:
-        kv.kv.put(f"{prefix}/nodes/{hostname}/availability", "drain")
+        kv.kv.put(f"{prefix}/nodes/{hostname}/availability", value)
     wait_until(
-        lambda: api.inspect_node(node)["Spec"]["Availability"] == "drain",
+        lambda: api.inspect_node(node)["Spec"]["Availability"] == value,
         timeout=60,
-        what=f"{hostname} drained",
-    )
-
-
-def activate(via: str, api: docker.APIClient, kv: consul.Consul, prefix: str, node: str) -> None:
-    """Back to active through the same source, so the tracker's restore is not fought."""
-    hostname = api.inspect_node(node)["Description"]["Hostname"]
-    if via == "label":
-        set_node_label(api, node, "swarmop.availability", "active")
-    else:
-        kv.kv.put(f"{prefix}/nodes/{hostname}/availability", "active")
-    wait_until(
-        lambda: api.inspect_node(node)["Spec"]["Availability"] == "active",
-        timeout=60,
-        what=f"{hostname} active again",
+        what=f"{hostname} {value}",
     )
 
 
@@ -401,7 +392,7 @@ def test_drain_moves_tasks(  # noqa: PLR0917
         timeout=90,
         what="3 tasks running, one or more on node-2",
     )
-    drain(via, docker_api, consul_client, prefix, worker)
+    set_availability(via, docker_api, consul_client, prefix, worker, value="drain")
     wait_until(
         lambda: not on_node_2() and len(running_tasks(docker_api, service_id)) == 3,
         timeout=120,
@@ -416,7 +407,7 @@ def test_drain_moves_tasks(  # noqa: PLR0917
     assert not any("single-writer" in message for _, message in node_events(operator, "node-2")), (
         "no database ran there"
     )
-    activate(via, docker_api, consul_client, prefix, worker)
+    set_availability(via, docker_api, consul_client, prefix, worker, value="active")
 
 
 def test_drain_warns_when_it_moves_a_single_writer_db(
@@ -442,7 +433,7 @@ def test_drain_warns_when_it_moves_a_single_writer_db(
     (hostname,) = task_node_hostnames(docker_api, [task])
     node = node_id(docker_api, hostname)
     tracker.node(node)
-    drain("label", docker_api, consul_client, prefix, node)
+    set_availability("label", docker_api, consul_client, prefix, node, value="drain")
     warnings = wait_until(
         lambda: [
             message
@@ -462,7 +453,7 @@ def test_drain_warns_when_it_moves_a_single_writer_db(
         timeout=120,
         what="the db restarted on the other worker",
     )
-    activate("label", docker_api, consul_client, prefix, node)
+    set_availability("label", docker_api, consul_client, prefix, node, value="active")
 
 
 def test_replicas_on_a_global_service_is_rejected(

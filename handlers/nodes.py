@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 import swarmop
-from swarmop.clients import swarm_write
 from swarmop.desired import DesiredState
 
 from . import facts as f
@@ -55,8 +54,6 @@ def reconcile_node(
             spec["Availability"] = target
             return True
 
-        # The gate refuses (NotLeaderError, retried) unless this instance leads.
-        swarm_write.update_node(
-            cluster.api, node.id, set_availability, before_write=cluster.before_write
-        )
+        # Refused (NotLeaderError, retried) unless this instance leads.
+        cluster.update_node(node.id, set_availability)
     return raise_for(plan.status, recheck=RECHECK_SECONDS)

@@ -30,7 +30,6 @@ import jinja2
 from consul.exceptions import ConsulException
 
 import swarmop
-from swarmop.clients.consul import ConsulUnavailable
 from swarmop.desired import DesiredState
 from swarmop.proxy.debounce import ReloadDebouncer
 from swarmop.proxy.model import ProxyError
@@ -238,7 +237,7 @@ class AgentWatch:
             self.published = Published(published_hash, now)
         try:
             found = agents_status(self.read(), self.published, now)
-        except ConsulUnavailable:
+        except swarmop.ConsulUnavailable:
             return False, self.reported  # passing: looked at again next pass
         except ConsulException as error:
             # Refused (ACLs, a bad request): it stays so until someone acts.

@@ -2,7 +2,7 @@
 
 One handler per service keeps one status per service and one versioned write
 per change: the plans are computed from what was just listed, and applied to
-the spec read again inside `swarm_write` (see spec_edit).
+the spec read again inside `cluster.update_service` (see spec_edit).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import swarmop
-from swarmop.clients import swarm_write
 from swarmop.desired import DesiredState
 from swarmop.proxy.model import VirtualHost
 from swarmop.proxy.validate import is_proxied, vhost_from_desired
@@ -204,13 +203,8 @@ def reconcile_service(
     if placement_plan is not None:
         emit(logger, placement_plan.log)
     if edit:
-        # The gate refuses (NotLeaderError, retried) unless this instance leads.
-        result = swarm_write.update_service(
-            cluster.api,
-            service.id,
-            lambda spec: edit_service_spec(spec, edit),
-            before_write=cluster.before_write,
-        )
+        # Refused (NotLeaderError, retried) unless this instance leads.
+        result = cluster.update_service(service.id, lambda spec: edit_service_spec(spec, edit))
         if result.conflicts:
             logger.info("spec written after %d concurrent change(s)", result.conflicts)
     statuses: list[Status] = [replica_plan.status]

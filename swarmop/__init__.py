@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from swarmop import on
 from swarmop import settings as settings
+from swarmop.clients.consul import ConsulUnavailable
 from swarmop.errors import BlockedError, PermanentError, TemporaryError
 from swarmop.filters import ABSENT, PRESENT
 from swarmop.on import daemon, timer
+from swarmop.reactor.context import Cluster
 from swarmop.reactor.patch import Patch
 from swarmop.registry import Registry, default_registry
 from swarmop.views import NodeView, ServiceView, TaskView
@@ -25,6 +27,8 @@ __all__ = [
     "ABSENT",
     "PRESENT",
     "BlockedError",
+    "Cluster",
+    "ConsulUnavailable",
     "NodeView",
     "Patch",
     "PermanentError",

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
+from swarmop.clients import swarm_write
 from swarmop.clients.consul import ConsulKV
 from swarmop.clients.docker import DockerReader, EventStream
 from swarmop.desired import DesiredState, merge_desired
@@ -137,7 +138,8 @@ class Cluster:
 
     @property
     def api(self) -> Any:
-        """The raw docker.APIClient (write specs only through swarm_write or `patch`)."""
+        """The raw docker.APIClient for reads (write through `update_service` /
+        `update_node` or `patch`)."""
         return self._context.api
 
     @property
@@ -150,9 +152,25 @@ class Cluster:
 
     @property
     def before_write(self) -> Callable[[str, int], None]:
-        """Pass as `before_write=` to swarm_write.update_service/update_node: with
-        several instances (swarmop.ha) it refuses unless this one leads."""
+        """The leader check run before every write of `update_service` /
+        `update_node`: with several instances (swarmop.ha) it refuses unless this
+        one leads."""
         return self._context.gate.before_write
+
+    def update_service(
+        self, service_id: str, mutate: swarm_write.Mutation
+    ) -> swarm_write.WriteResult:
+        """Apply `mutate` to the service's full current spec and write it with its
+        version, retried on "update out of sequence", through the leader check
+        (NotLeaderError, a TemporaryError, on a standby or deposed leader). For a
+        handler that writes by itself rather than through `patch`."""
+        return swarm_write.update_service(
+            self.api, service_id, mutate, before_write=self.before_write
+        )
+
+    def update_node(self, node_id: str, mutate: swarm_write.Mutation) -> swarm_write.WriteResult:
+        """Like `update_service`, for a node's spec (labels, availability, role)."""
+        return swarm_write.update_node(self.api, node_id, mutate, before_write=self.before_write)
 
     def services(self) -> list[ServiceView]:
         reader = self._context.reader

@@ -92,3 +92,23 @@ def test_importing_swarmop_does_not_load_textual() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+HANDLERS = Path(__file__).resolve().parents[2] / "handlers"
+# What a user's own handler module may import: the public API and the pure
+# libraries it builds on. The reactor, the clients, leader election, the CLI and
+# the sandbox are the framework's inside.
+FRAMEWORK_INSIDE = (
+    "swarmop.reactor",
+    "swarmop.clients",
+    "swarmop.ha",
+    "swarmop.cli",
+    "swarmop.sandbox",
+    "swarmop.testing",
+)
+
+
+@pytest.mark.parametrize("path", sorted(HANDLERS.glob("*.py")), ids=lambda path: path.name)
+def test_built_in_handlers_use_only_the_public_api(path: Path) -> None:
+    inside = [name for name in imports(path) if name.startswith(FRAMEWORK_INSIDE)]
+    assert not inside, f"handlers/{path.name} imports {inside}"

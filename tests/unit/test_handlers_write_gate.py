@@ -1,9 +1,11 @@
 """The handlers' own Swarm writes pass the leader gate: a vetoing gate stops them.
 
-The service and node handlers write through `swarm_write` themselves (not
-through `patch`), so they must hand it `cluster.before_write`; a standby or
-deposed leader must never reach the daemon. The Docker API and the cluster
-are fakes that record what would have been sent.
+The service and node handlers write by themselves (not through `patch`), with
+`cluster.update_service` / `cluster.update_node`, which run the leader check
+`cluster.before_write` before every write; a standby or deposed leader must
+never reach the daemon. The Docker API and the cluster's reads and gate are
+fakes that record what would have been sent; the writes are the real
+`swarmop.Cluster` methods.
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ class FakeApi:
 
 
 class FakeCluster:
+    # The real write path: swarm_write with this cluster's before_write.
+    update_service = swarmop.Cluster.update_service
+    update_node = swarmop.Cluster.update_node
+
     def __init__(self, api: FakeApi, *, leading: bool) -> None:
         self.api = api
         self.leading = leading
